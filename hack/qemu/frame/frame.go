@@ -1,0 +1,33 @@
+// Package frame is the contract between the e2e guest's init and the host:
+// where the manifest lives, and the marker lines that frame each command's
+// output on the results port.
+package frame
+
+import "time"
+
+const (
+	ManifestPath = "/vfioctl/manifest.json"
+	Port         = "/dev/ttyS1" // the second serial port: results only
+	// GuestEnv is set to 1 in every command the guest runs, so tests know
+	// they are inside the e2e VM.
+	GuestEnv = "VFIOCTL_GUEST"
+
+	Begin = "@@@vfioctl-begin"
+	End   = "@@@vfioctl-end"
+	Done  = "@@@vfioctl-done"
+	Fatal = "@@@vfioctl-fatal"
+)
+
+// Manifest lists what the guest runs, in order.
+type Manifest struct {
+	Env      []string
+	Commands []Command
+}
+
+// Command is one program run as root in the guest.
+type Command struct {
+	Name    string
+	Argv    []string
+	Env     []string
+	Timeout time.Duration
+}

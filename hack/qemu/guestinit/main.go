@@ -1,0 +1,104 @@
+// Command guestinit is PID 1 of the e2e guest. It mounts the pseudo
+// filesystems, runs every command of /vfioctl/manifest.json in turn with its
+// output framed on the results port (/dev/ttyS1), and powers the VM off.
+// The host (package qemu) reads the frames; the kernel console stays on
+// ttyS0 so its messages never mix with test output.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/hack/qemu/frame"
+)
+
+func main() {
+	out := setup()
+	defer func() {
+		unix.Sync()
+		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}()
+	var m frame.Manifest
+	b, err := os.ReadFile(frame.ManifestPath)
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "%s guestinit: manifest: %v\n", frame.Fatal, err)
+		return
+	}
+	for _, c := range m.Commands {
+		fmt.Fprintf(out, "%s %s\n", frame.Begin, c.Name)
+		code := run(c, out, m.Env)
+		fmt.Fprintf(out, "%s %s %d\n", frame.End, c.Name, code)
+	}
+	fmt.Fprintln(out, frame.Done)
+}
+
+func run(c frame.Command, out io.Writer, env []string) int {
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(append([]string{"PATH=/bin:/sbin:/usr/bin", "HOME=/root", "TMPDIR=/tmp", frame.GuestEnv + "=1"}, env...), c.Env...)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(out, "guestinit: %v\n", err)
+		return 127
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var timeout <-chan time.Time
+	if c.Timeout > 0 {
+		timeout = time.After(c.Timeout)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				return ee.ExitCode()
+			}
+			return 126
+		}
+		return 0
+	case <-timeout:
+		_ = cmd.Process.Signal(unix.SIGQUIT) // Go programs dump their goroutines
+		time.Sleep(2 * time.Second)
+		_ = cmd.Process.Kill()
+		<-done
+		fmt.Fprintf(out, "guestinit: %s timed out after %s\n", c.Name, c.Timeout)
+		return 124
+	}
+}
+
+// setup mounts what tests need and opens the results port in raw mode.
+func setup() io.Writer {
+	for _, m := range []struct{ src, dst, fs string }{
+		{"proc", "/proc", "proc"},
+		{"sysfs", "/sys", "sysfs"},
+		{"devtmpfs", "/dev", "devtmpfs"},
+		{"tmpfs", "/tmp", "tmpfs"},
+		{"tmpfs", "/run", "tmpfs"},
+		{"hugetlbfs", "/dev/hugepages", "hugetlbfs"},
+	} {
+		_ = os.MkdirAll(m.dst, 0o755)
+		if err := unix.Mount(m.src, m.dst, m.fs, 0, ""); err != nil && err != unix.EBUSY {
+			fmt.Fprintf(os.Stderr, "guestinit: mount %s: %v\n", m.dst, err)
+		}
+	}
+	_ = os.WriteFile("/proc/sys/kernel/printk", []byte("4"), 0) // console quieter; /dev/kmsg keeps all
+	f, err := os.OpenFile(frame.Port, os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "guestinit: %s: %v\n", frame.Port, err)
+		return os.Stderr
+	}
+	if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+		t.Oflag &^= unix.OPOST // no \n -> \r\n
+		_ = unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
+	}
+	return f
+}

@@ -1,0 +1,132 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Run boots spec and reports every top-level test of the guest's test
+// binaries as a subtest of t, so a guest failure fails the host run with
+// the guest's output. A VM that hangs, panics or never finishes fails t with
+// the tail of the console log, which is kept under ArtifactDir.
+func Run(t *testing.T, spec Spec) *Result {
+	t.Helper()
+	res, err := Boot(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("boot %s/%s: %v", spec.Kernel, spec.Profile, err)
+	}
+	t.Logf("boot %s/%s: %d commands in %s", spec.Kernel, spec.Profile, len(res.Commands), res.Elapsed.Round(100_000_000))
+	for _, c := range res.Commands {
+		if !contains(spec.Packages, c.Name) {
+			continue
+		}
+		tests := GoTests(c.Output)
+		for _, gt := range tests {
+			t.Run(gt.Name, func(t *testing.T) {
+				switch gt.Result {
+				case "PASS":
+				case "SKIP":
+					t.Skip(strings.TrimSpace(gt.Output))
+				default:
+					t.Errorf("guest test %s %s:\n%s", gt.Name, orNone(gt.Result), gt.Output)
+				}
+			})
+		}
+		if c.ExitCode != 0 && !anyFailed(tests) {
+			t.Errorf("guest %s exited %d without a failed test (panic or timeout?):\n%s", c.Name, c.ExitCode, tail(c.Output, 60))
+		}
+		if len(tests) == 0 && c.ExitCode == 0 {
+			t.Errorf("guest %s ran no test:\n%s", c.Name, c.Output)
+		}
+	}
+	if res.Err != nil || t.Failed() {
+		saveResults(spec, res)
+	}
+	if res.Err != nil {
+		b, _ := os.ReadFile(res.ConsoleLog)
+		t.Errorf("VM %s/%s failed: %v\nconsole log: %s\n--- last lines ---\n%s", spec.Kernel, spec.Profile, res.Err, res.ConsoleLog, tail(string(b), 40))
+	}
+	return res
+}
+
+// GoTest is one top-level test as `go test -v` reported it.
+type GoTest struct {
+	Name   string
+	Result string // PASS, FAIL, SKIP, or "" when the output stops first
+	Output string
+}
+
+// GoTests splits `go test -v` output into its top-level tests.
+func GoTests(out string) []GoTest {
+	var tests []GoTest
+	idx := map[string]int{}
+	cur := -1
+	for _, line := range strings.Split(out, "\n") {
+		if name, ok := strings.CutPrefix(line, "=== RUN   "); ok && !strings.Contains(name, "/") {
+			idx[name] = len(tests)
+			tests = append(tests, GoTest{Name: name})
+			cur = idx[name]
+			continue
+		}
+		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
+			if rest, ok := strings.CutPrefix(line, "--- "+r+": "); ok {
+				name, _, _ := strings.Cut(rest, " ")
+				if i, ok := idx[name]; ok {
+					tests[i].Result = r
+					cur = -1
+				}
+			}
+		}
+		if cur >= 0 {
+			tests[cur].Output += line + "\n"
+		} else if strings.HasPrefix(line, "    ") && len(tests) > 0 {
+			// Output printed after a test's result line (a SKIP reason).
+			tests[len(tests)-1].Output += line + "\n"
+		}
+	}
+	return tests
+}
+
+func anyFailed(ts []GoTest) bool {
+	for _, t := range ts {
+		if t.Result != "PASS" && t.Result != "SKIP" {
+			return true
+		}
+	}
+	return false
+}
+
+func saveResults(spec Spec, res *Result) {
+	var b strings.Builder
+	for _, c := range res.Commands {
+		b.WriteString("### " + c.Name + "\n" + c.Output)
+	}
+	_ = os.WriteFile(filepath.Join(ArtifactDir(), spec.Kernel+"-"+spec.Profile+".results.log"), []byte(b.String()), 0o644)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "did not finish"
+	}
+	return s
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,43 @@
+package qemu
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGoTests(t *testing.T) {
+	out := strings.Join([]string{
+		"=== RUN   TestA",
+		"--- PASS: TestA (0.00s)",
+		"=== RUN   TestB",
+		"=== RUN   TestB/sub",
+		"    b_test.go:9: boom",
+		"    --- FAIL: TestB/sub (0.00s)",
+		"--- FAIL: TestB (0.00s)",
+		"=== RUN   TestC",
+		"--- SKIP: TestC (0.00s)",
+		"    c_test.go:3: not here",
+		"=== RUN   TestD",
+		"panic: oops",
+	}, "\n")
+	got := GoTests(out)
+	want := []struct{ name, result, has string }{
+		{"TestA", "PASS", ""}, {"TestB", "FAIL", "boom"}, {"TestC", "SKIP", "not here"}, {"TestD", "", "panic: oops"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d tests: %+v", len(got), got)
+	}
+	for i, w := range want {
+		if got[i].Name != w.name || got[i].Result != w.result || !strings.Contains(got[i].Output, w.has) {
+			t.Errorf("test %d = %+v, want %s %s containing %q", i, got[i], w.name, w.result, w.has)
+		}
+	}
+}
+
+func TestParseFrames(t *testing.T) {
+	in := "noise\n@@@vfioctl-begin a\nline1\r\n@@@vfioctl-end a 3\n@@@vfioctl-begin b\nhalf"
+	res := parse(strings.NewReader(in))
+	if res.Done || len(res.Commands) != 2 || res.Commands[0].ExitCode != 3 || res.Commands[0].Output != "line1\n" || res.Commands[1].ExitCode != -1 {
+		t.Fatalf("parse = %+v", res)
+	}
+}

@@ -1,0 +1,386 @@
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/vfioctl/vfioctl/hack/qemu/frame"
+)
+
+// Profile is a VM shape: a vIOMMU and the kernel parameters it needs. Every
+// profile carries the same devices: edu, e1000e, nvme.
+type Profile struct {
+	Name    string
+	IOMMU   []string // QEMU arguments placing the vIOMMU (before the devices)
+	Machine string
+	Cmdline string
+}
+
+// Profiles are the vIOMMUs the e2e suite runs under.
+var Profiles = map[string]Profile{
+	"intel": {
+		Name:    "intel",
+		Machine: "q35,kernel-irqchip=split",
+		IOMMU:   []string{"-device", "intel-iommu,intremap=on"},
+		Cmdline: "intel_iommu=on",
+	},
+	"amd": {
+		Name:    "amd",
+		Machine: "q35,kernel-irqchip=split",
+		IOMMU:   []string{"-device", "amd-iommu,intremap=on"},
+	},
+	"virtio": {
+		Name:    "virtio",
+		Machine: "q35",
+		IOMMU:   []string{"-device", "virtio-iommu-pci"},
+		// virtio-iommu has no interrupt remapping: VFIO refuses it unless told.
+		Cmdline: "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1",
+	},
+}
+
+// ProfileNames lists the profiles in a stable order.
+var ProfileNames = []string{"intel", "amd", "virtio"}
+
+// KernelVariants are the guest kernels hack/qemu/kernel.sh builds.
+var KernelVariants = []string{"legacy", "compat"}
+
+// Spec describes one boot.
+type Spec struct {
+	Kernel  string // variant: legacy or compat
+	Profile string
+	// Packages are Go packages (as `go test` names them, e.g. "./tests/e2e")
+	// whose test binaries run in the guest, one after the other.
+	Packages []string
+	// TestArgs are added to every test binary's command line (e.g. -test.run).
+	TestArgs []string
+	// Files are extra host files copied into the guest: guest path -> host path.
+	Files map[string]string
+	// Env is added to every guest command's environment, after
+	// VFIOCTL_KERNEL and VFIOCTL_PROFILE, which name this boot.
+	Env []string
+	// Commands run after the test binaries (e.g. a demo script).
+	Commands []frame.Command
+	// Cmdline is appended to the kernel command line (e.g. to drop a
+	// profile's parameter on purpose).
+	Cmdline string
+	// OmitProfileCmdline leaves out the profile's own kernel parameters.
+	OmitProfileCmdline bool
+	// Timeout bounds the whole boot; a guest still running then is killed
+	// and reported as failed. Default 5 minutes.
+	Timeout time.Duration
+	// Stream receives the results port as it arrives (nil: not streamed).
+	Stream io.Writer
+}
+
+// Result is what one boot produced.
+type Result struct {
+	Commands   []CommandResult
+	Done       bool   // the guest ran every command and said so
+	ConsoleLog string // path of the saved serial console (kernel log)
+	Elapsed    time.Duration
+	Err        error // the VM failed: timeout, QEMU error, missing frames
+}
+
+// CommandResult is the framed output of one guest command.
+type CommandResult struct {
+	Name     string
+	Output   string
+	ExitCode int
+}
+
+// RepoRoot finds the module root from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "hack", "qemu", "kernel.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("qemu: not inside the vfioctl repository")
+		}
+		dir = parent
+	}
+}
+
+// Kernel returns the path of the bzImage of a variant, building it (or
+// reusing the cache) with hack/qemu/kernel.sh.
+func Kernel(variant string) (string, error) {
+	if p := os.Getenv("VFIOCTL_KERNEL_" + strings.ToUpper(variant)); p != "" {
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(filepath.Join(root, "hack", "qemu", "kernel.sh"), variant)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("kernel.sh %s: %w", variant, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 || f[0] != variant {
+		return "", fmt.Errorf("kernel.sh %s: unexpected output %q", variant, out)
+	}
+	return f[1], nil
+}
+
+// ArtifactDir is where console logs of failed boots are kept.
+func ArtifactDir() string {
+	if d := os.Getenv("VFIOCTL_ARTIFACTS"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "vfioctl-artifacts")
+}
+
+// Boot builds the guest root for spec, boots it and collects the results.
+func Boot(ctx context.Context, spec Spec) (*Result, error) {
+	prof, ok := Profiles[spec.Profile]
+	if !ok {
+		return nil, fmt.Errorf("qemu: unknown profile %q (have %s)", spec.Profile, strings.Join(ProfileNames, ", "))
+	}
+	if spec.Timeout == 0 {
+		spec.Timeout = 5 * time.Minute
+	}
+	kernel, err := Kernel(spec.Kernel)
+	if err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "vfioctl-vm")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+
+	initrd := filepath.Join(work, "initrd.cpio")
+	if err := buildInitramfs(spec, work, initrd); err != nil {
+		return nil, err
+	}
+	nvme := filepath.Join(work, "nvme.img")
+	if err := os.WriteFile(nvme, nil, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(nvme, 64<<20); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(ArtifactDir(), 0o755); err != nil {
+		return nil, err
+	}
+	console := filepath.Join(ArtifactDir(), fmt.Sprintf("%s-%s.console.log", spec.Kernel, spec.Profile))
+
+	cmdline := "console=ttyS0 panic=-1 oops=panic loglevel=6"
+	if !spec.OmitProfileCmdline && prof.Cmdline != "" {
+		cmdline += " " + prof.Cmdline
+	}
+	if spec.Cmdline != "" {
+		cmdline += " " + spec.Cmdline
+	}
+	accel, cpu := "tcg", "max"
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		accel, cpu = "kvm", "host"
+	}
+	args := []string{
+		"-machine", prof.Machine, "-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1G",
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-nic", "none",
+		"-chardev", "file,id=con,path=" + console, "-serial", "chardev:con",
+		"-chardev", "stdio,id=res,signal=off", "-serial", "chardev:res",
+	}
+	args = append(args, prof.IOMMU...)
+	args = append(args,
+		"-device", "edu,addr=0x3",
+		"-device", "e1000e,addr=0x4",
+		"-drive", "file="+nvme+",if=none,format=raw,id=nv0",
+		"-device", "nvme,serial=vfioctl0,drive=nv0,addr=0x5",
+		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
+	)
+	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	defer cancel()
+	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	qemu.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	qemu.Stderr = &stderr
+	stdout, err := qemu.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := qemu.Start(); err != nil {
+		return nil, fmt.Errorf("qemu-system-x86_64: %w (apt-get install qemu-system-x86)", err)
+	}
+	var src io.Reader = stdout
+	if spec.Stream != nil {
+		src = io.TeeReader(stdout, spec.Stream)
+	}
+	res := parse(src)
+	werr := qemu.Wait()
+	res.Elapsed = time.Since(start)
+	res.ConsoleLog = console
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		res.Err = fmt.Errorf("guest killed after %s timeout", spec.Timeout)
+	case werr != nil:
+		res.Err = fmt.Errorf("qemu: %v: %s", werr, strings.TrimSpace(stderr.String()))
+	case !res.Done:
+		res.Err = errors.New("guest stopped before running every command (kernel panic or init crash?)")
+	}
+	return res, nil
+}
+
+// parse reads the results port: framed command outputs.
+func parse(r io.Reader) *Result {
+	res := &Result{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var cur *CommandResult
+	var out strings.Builder
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		switch {
+		case strings.HasPrefix(line, frame.Begin+" "):
+			cur = &CommandResult{Name: strings.TrimPrefix(line, frame.Begin+" "), ExitCode: -1}
+			out.Reset()
+		case strings.HasPrefix(line, frame.End+" ") && cur != nil:
+			f := strings.Fields(line)
+			fmt.Sscan(f[len(f)-1], &cur.ExitCode)
+			cur.Output = out.String()
+			res.Commands = append(res.Commands, *cur)
+			cur = nil
+		case line == frame.Done:
+			res.Done = true
+		case cur != nil:
+			out.WriteString(line + "\n")
+		case strings.HasPrefix(line, frame.Fatal):
+			res.Err = errors.New(line)
+		}
+	}
+	if cur != nil { // cut off mid-command: keep what arrived
+		cur.Output = out.String()
+		res.Commands = append(res.Commands, *cur)
+	}
+	return res
+}
+
+// buildInitramfs compiles the guest init and the test binaries and packs
+// them with busybox into an uncompressed cpio.
+func buildInitramfs(spec Spec, work, dst string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	a := NewArchive()
+	a.CharDev("dev/console", 5, 1)
+	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "root", "mnt"} {
+		a.Dir(d)
+	}
+	initBin := filepath.Join(work, "init")
+	if err := goBuild(root, "build", "-o", initBin, "./hack/qemu/guestinit"); err != nil {
+		return err
+	}
+	if err := addFile(a, "init", initBin); err != nil {
+		return err
+	}
+	if err := addBusybox(a); err != nil {
+		return err
+	}
+	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile}, spec.Env...)}
+	for _, pkg := range spec.Packages {
+		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")
+		bin := filepath.Join(work, name+".test")
+		if err := goBuild(root, "test", "-c", "-o", bin, pkg); err != nil {
+			return err
+		}
+		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
+			return err
+		}
+		argv := append([]string{"/vfioctl/" + name + ".test", "-test.v", "-test.timeout=" + spec.Timeout.String()}, spec.TestArgs...)
+		m.Commands = append(m.Commands, frame.Command{Name: pkg, Argv: argv, Timeout: spec.Timeout})
+	}
+	for guest, host := range spec.Files {
+		if err := addFile(a, guest, host); err != nil {
+			return err
+		}
+	}
+	m.Commands = append(m.Commands, spec.Commands...)
+	mj, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	a.File(frame.ManifestPath, mj, 0o644)
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	if _, err := a.WriteTo(w); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// goBuild runs the go command for the guest: static, no cgo, amd64.
+func goBuild(root string, args ...string) error {
+	cmd := exec.Command(goTool(), args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func addFile(a *Archive, guest, host string) error {
+	b, err := os.ReadFile(host)
+	if err != nil {
+		return err
+	}
+	a.File(guest, b, 0o755)
+	return nil
+}
+
+// addBusybox adds Debian's static busybox and a link for each applet, for
+// the demo's shell and for tests that need mke2fs or ip.
+func addBusybox(a *Archive) error {
+	const bb = "/bin/busybox"
+	if !fileExists(bb) {
+		return errors.New("qemu: /bin/busybox missing (apt-get install busybox-static)")
+	}
+	if err := addFile(a, "bin/busybox", bb); err != nil {
+		return err
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("busybox --list: %w", err)
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet != "busybox" && applet != "init" {
+			a.Symlink("bin/"+applet, "busybox")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+// Package e2e boots the guest kernels under every vIOMMU profile and runs
+// the in-guest test packages there as root; each guest test is reported
+// here as a subtest named kernel/profile/TestName.
+//
+//	go test ./tests/e2e                                  # everything
+//	VFIOCTL_E2E_KERNELS=legacy VFIOCTL_E2E_PROFILES=intel go test ./tests/e2e
+//	go test ./tests/e2e -args -test.run=... is not forwarded; use VFIOCTL_E2E_RUN
+package e2e
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfioctl/vfioctl/hack/qemu"
+)
+
+// guestPackages run inside every boot.
+var guestPackages = []string{"./tests/e2e/guest"}
+
+func list(env string, def []string) []string {
+	if v := os.Getenv(env); v != "" {
+		return strings.Split(v, ",")
+	}
+	return def
+}
+
+func TestVM(t *testing.T) {
+	var args []string
+	if r := os.Getenv("VFIOCTL_E2E_RUN"); r != "" {
+		args = append(args, "-test.run="+r)
+	}
+	for _, k := range list("VFIOCTL_E2E_KERNELS", qemu.KernelVariants) {
+		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
+			t.Run(k+"/"+p, func(t *testing.T) {
+				qemu.Run(t, qemu.Spec{
+					Kernel:   k,
+					Profile:  p,
+					Packages: guestPackages,
+					TestArgs: args,
+					Timeout:  8 * time.Minute,
+				})
+			})
+		}
+	}
+}
