@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vfioctl/vfioctl/hack/qemu/frame"
@@ -183,18 +184,20 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	console := filepath.Join(ArtifactDir(), fmt.Sprintf("%s-%s.console.log", spec.Kernel, spec.Profile))
 
-	cmdline := "console=ttyS0 panic=-1 oops=panic loglevel=6"
+	// loglevel 4 keeps IOMMU fault storms off the slow serial console;
+	// tests read every message from /dev/kmsg regardless.
+	loglevel := "4"
+	if l := os.Getenv("VFIOCTL_LOGLEVEL"); l != "" {
+		loglevel = l
+	}
+	cmdline := "console=ttyS0 panic=-1 oops=panic loglevel=" + loglevel
 	if !spec.OmitProfileCmdline && prof.Cmdline != "" {
 		cmdline += " " + prof.Cmdline
 	}
 	if spec.Cmdline != "" {
 		cmdline += " " + spec.Cmdline
 	}
-	accel, cpu := "tcg", "max"
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		accel, cpu = "kvm", "host"
-	}
+	accel, cpu := Accel()
 	args := []string{
 		"-machine", prof.Machine, "-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1G",
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-nic", "none",
@@ -240,6 +243,32 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		res.Err = errors.New("guest stopped before running every command (kernel panic or init crash?)")
 	}
 	return res, nil
+}
+
+var accelOnce = sync.OnceValues(probeAccel)
+
+// Accel picks the accelerator: KVM where /dev/kvm exists and QEMU can really
+// start a KVM machine with it (some hosts expose a /dev/kvm that cannot run
+// guests), TCG otherwise. VFIOCTL_ACCEL=tcg or kvm forces one.
+func Accel() (accel, cpu string) { return accelOnce() }
+
+func probeAccel() (string, string) {
+	switch os.Getenv("VFIOCTL_ACCEL") {
+	case "tcg":
+		return "tcg", "max"
+	case "kvm":
+		return "kvm", "host"
+	}
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		probe := exec.Command("qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-machine", "q35",
+			"-nodefaults", "-display", "none", "-S", "-monitor", "stdio")
+		probe.Stdin = strings.NewReader("quit\n")
+		if probe.Run() == nil {
+			return "kvm", "host"
+		}
+	}
+	return "tcg", "max"
 }
 
 // parse reads the results port: framed command outputs.

@@ -47,10 +47,25 @@ func findDevice(t *testing.T, id string) string {
 	return ""
 }
 
+func sysfsDriver(bdf string) string {
+	l, err := os.Readlink("/sys/bus/pci/devices/" + bdf + "/driver")
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(l)
+}
+
 func TestSmokeDevicesInOwnGroups(t *testing.T) {
 	for name, id := range wantDevices {
 		bdf := findDevice(t, id)
 		link, err := os.Readlink("/sys/bus/pci/devices/" + bdf + "/iommu_group")
+		if err != nil && Profile == "virtio" && sysfsDriver(bdf) == "" {
+			// virtio-iommu attaches a device when a driver probes it: a
+			// driverless device has no group yet (TestSmokeBindEdu checks
+			// that binding gives it one).
+			t.Logf("%s (%s): no driver and, under virtio-iommu, no group until bound", name, bdf)
+			continue
+		}
 		if err != nil {
 			t.Fatalf("%s (%s) has no IOMMU group: is the vIOMMU on? %v", name, bdf, err)
 		}
@@ -101,8 +116,10 @@ func TestSmokeContainerIdentity(t *testing.T) {
 			t.Fatalf("compat kernel: IOMMU_IOAS_ALLOC on /dev/vfio/vfio: %v; want iommufd to answer", err)
 		}
 	case "legacy":
-		if !errors.Is(err, unix.ENOTTY) {
-			t.Fatalf("legacy kernel: IOMMU_IOAS_ALLOC on /dev/vfio/vfio = %v, want ENOTTY from the type1 container", err)
+		// The type1 container passes unknown ioctls to its IOMMU driver,
+		// and with none set yet answers EINVAL.
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
+			t.Fatalf("legacy kernel: IOMMU_IOAS_ALLOC on /dev/vfio/vfio = %v, want the type1 container's EINVAL/ENOTTY", err)
 		}
 	default:
 		t.Fatalf("unknown kernel variant %q", Kernel)

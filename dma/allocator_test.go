@@ -1,0 +1,70 @@
+package dma
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestAllocator(t *testing.T) {
+	a, err := NewAllocator([]Range{{0x1000, 0xfffff}, {0x200000, 0x3fffff}}, 0x1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iova, err := a.Alloc(0x1800) // rounds to 0x2000, aligned to 0x2000
+	if err != nil || iova != 0x2000 {
+		t.Fatalf("Alloc(0x1800) = %#x, %v", iova, err)
+	}
+	big, err := a.Alloc(2 << 20) // only the second range fits, 2 MiB aligned
+	if err != nil || big != 0x200000 {
+		t.Fatalf("Alloc(2MiB) = %#x, %v", big, err)
+	}
+	if _, err := a.Alloc(4 << 20); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Alloc(4MiB) = %v, want ErrNoSpace", err)
+	}
+	if err := a.Free(iova, 0x2000); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Free(iova, 0x1000); err == nil {
+		t.Fatal("double Free succeeded")
+	}
+	if got := a.FreeRanges(); len(got) != 1 || got[0] != (Range{0x1000, 0xfffff}) {
+		t.Fatalf("free after Free = %v", got)
+	}
+	a.Limit(0x7fff)
+	if got := a.FreeRanges(); len(got) != 1 || got[0].Last != 0x7fff {
+		t.Fatalf("free after Limit = %v", got)
+	}
+	if _, err := NewAllocator(nil, 3); err == nil {
+		t.Fatal("alignment 3 accepted")
+	}
+}
+
+func TestAllocatorFullRange(t *testing.T) {
+	a, err := NewAllocator([]Range{{0, ^uint64(0)}}, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iova, err := a.Alloc(4096); err != nil || iova != 0 {
+		t.Fatalf("Alloc = %#x, %v", iova, err)
+	}
+}
+
+func TestBuffer(t *testing.T) {
+	b, err := Alloc(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 4096 || b.Addr()%4096 != 0 {
+		t.Fatalf("Len %d Addr %#x", b.Len(), b.Addr())
+	}
+	b.Bytes()[4095] = 1
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err == nil {
+		t.Fatal("double Close succeeded")
+	}
+	if _, err := Alloc(0); err == nil {
+		t.Fatal("Alloc(0) succeeded")
+	}
+}

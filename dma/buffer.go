@@ -1,0 +1,73 @@
+package dma
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Buffer is page-aligned memory outside the Go heap, suitable for DMA.
+type Buffer struct {
+	mem  []byte
+	huge bool
+}
+
+// Alloc maps size bytes (rounded up to the page size) of anonymous memory.
+func Alloc(size int) (*Buffer, error) { return alloc(size, 0) }
+
+// AllocHuge maps size bytes backed by 2 MiB huge pages (size is rounded up
+// to 2 MiB). It needs pages reserved in /proc/sys/vm/nr_hugepages.
+func AllocHuge(size int) (*Buffer, error) {
+	return alloc(size, unix.MAP_HUGETLB|21<<unix.MAP_HUGE_SHIFT)
+}
+
+const hugePage = 2 << 20
+
+func alloc(size, flags int) (*Buffer, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("dma: buffer size %d must be positive", size)
+	}
+	unit := os.Getpagesize()
+	if flags&unix.MAP_HUGETLB != 0 {
+		unit = hugePage
+	}
+	size = (size + unit - 1) &^ (unit - 1)
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE|flags)
+	if err != nil {
+		if flags&unix.MAP_HUGETLB != 0 && errors.Is(err, unix.ENOMEM) {
+			return nil, fmt.Errorf("dma: %d bytes of 2 MiB huge pages: %w (reserve pages: echo N > /proc/sys/vm/nr_hugepages)", size, err)
+		}
+		return nil, fmt.Errorf("dma: mmap %d bytes: %w", size, err)
+	}
+	return &Buffer{mem: mem, huge: flags&unix.MAP_HUGETLB != 0}, nil
+}
+
+// Bytes is the buffer's memory; valid until Close.
+func (b *Buffer) Bytes() []byte { return b.mem }
+
+// Len is the buffer's size in bytes.
+func (b *Buffer) Len() int { return len(b.mem) }
+
+// Addr is the buffer's virtual address.
+func (b *Buffer) Addr() uintptr {
+	if len(b.mem) == 0 {
+		return 0
+	}
+	return uintptr(unsafe.Pointer(&b.mem[0]))
+}
+
+// Huge reports whether the buffer is backed by huge pages.
+func (b *Buffer) Huge() bool { return b.huge }
+
+// Close unmaps the buffer. Unmap it from every IOMMU first.
+func (b *Buffer) Close() error {
+	if b.mem == nil {
+		return errors.New("dma: buffer already closed")
+	}
+	err := unix.Munmap(b.mem)
+	b.mem = nil
+	return err
+}

@@ -1,0 +1,97 @@
+// Package sysfs reads the PCI and IOMMU group facts that both vfio (to
+// explain a group that is not viable) and pci (to decide whether binding is
+// safe) need. It only reads.
+package sysfs
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Root is the sysfs mount; tests point it at a fake tree.
+var Root = "/sys"
+
+// GroupDevices lists the PCI addresses in IOMMU group n.
+func GroupDevices(n int) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(Root, "kernel", "iommu_groups", strconv.Itoa(n), "devices"))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Driver is the driver bound to a PCI device, "" when none.
+func Driver(bdf string) string {
+	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "driver"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(l)
+}
+
+// Class is the PCI class code (e.g. 0x060400 for a PCI bridge).
+func Class(bdf string) uint32 {
+	b, err := os.ReadFile(filepath.Join(Root, "bus", "pci", "devices", bdf, "class"))
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 32)
+	return uint32(v)
+}
+
+// Blocker is a group member whose driver makes the group not viable.
+type Blocker struct {
+	Device, Driver string
+}
+
+// ViableDriver reports whether a member bound to drv keeps its group viable
+// by the kernel's rule: no driver, vfio-pci (or a vfio variant driver), or
+// pci-stub. Bridges are exempt whatever their driver.
+func ViableDriver(drv string) bool {
+	return drv == "" || drv == "pci-stub" || drv == "vfio-pci" || strings.HasSuffix(drv, "-vfio-pci")
+}
+
+// IsBridge reports whether the class code is a PCI bridge.
+func IsBridge(class uint32) bool { return class>>8 == 0x0604 }
+
+// GroupBlockers lists the members of group n that keep it from being viable.
+func GroupBlockers(n int) ([]Blocker, error) {
+	devs, err := GroupDevices(n)
+	if err != nil {
+		return nil, err
+	}
+	var out []Blocker
+	for _, d := range devs {
+		if drv := Driver(d); !ViableDriver(drv) && !IsBridge(Class(d)) {
+			out = append(out, Blocker{Device: d, Driver: drv})
+		}
+	}
+	return out, nil
+}
+
+// DeviceGroup is the IOMMU group number of a PCI device.
+func DeviceGroup(bdf string) (int, error) {
+	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "iommu_group"))
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(filepath.Base(l))
+}
+
+// DeviceCdev is the name of a device's VFIO char device (vfioN) under
+// /dev/vfio/devices, or "" when it has none.
+func DeviceCdev(bdf string) string {
+	ents, err := os.ReadDir(filepath.Join(Root, "bus", "pci", "devices", bdf, "vfio-dev"))
+	if err != nil || len(ents) == 0 {
+		return ""
+	}
+	return ents[0].Name()
+}

@@ -1,0 +1,177 @@
+package vfio
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/uapi"
+)
+
+// PCI region indexes of vfio-pci.
+const (
+	BAR0Region   = uapi.VFIO_PCI_BAR0_REGION_INDEX
+	ROMRegion    = uapi.VFIO_PCI_ROM_REGION_INDEX
+	ConfigRegion = uapi.VFIO_PCI_CONFIG_REGION_INDEX
+	VGARegion    = uapi.VFIO_PCI_VGA_REGION_INDEX
+)
+
+// Region is one VFIO_DEVICE_GET_REGION_INFO region with its caps decoded.
+type Region struct {
+	dev    *Device
+	Index  uint32
+	Size   uint64
+	Offset uint64 // in the device fd
+	Flags  uint32 // uapi.VFIO_REGION_INFO_FLAG_*
+	// SparseAreas, when set, are the only mmap-able parts
+	// (VFIO_REGION_INFO_CAP_SPARSE_MMAP).
+	SparseAreas []uapi.VfioRegionSparseMmapArea
+	// Type and Subtype identify a device-specific region
+	// (VFIO_REGION_INFO_CAP_TYPE); zero for the standard ones.
+	Type, Subtype uint32
+	// MSIXMappable: the MSI-X table may be mmap-ed with the rest of its BAR
+	// (VFIO_REGION_INFO_CAP_MSIX_MAPPABLE).
+	MSIXMappable bool
+	Caps         []uapi.Cap
+}
+
+func (r *Region) Readable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_READ != 0 }
+func (r *Region) Writable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_WRITE != 0 }
+func (r *Region) Mappable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_MMAP != 0 }
+
+// Region is VFIO_DEVICE_GET_REGION_INFO for index i.
+func (d *Device) Region(i int) (*Region, error) {
+	if i < 0 || uint32(i) >= d.info.NumRegions {
+		return nil, &kernel.Error{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
+			Hint: fmt.Sprintf("the device has regions 0 to %d", int(d.info.NumRegions)-1)}
+	}
+	hdr := uint32(unsafe.Sizeof(uapi.VfioRegionInfo{}))
+	buf, err := growIoctl(hdr, func(b []byte) error {
+		(*uapi.VfioRegionInfo)(unsafe.Pointer(&b[0])).Index = uint32(i)
+		return d.ioctl("VFIO_DEVICE_GET_REGION_INFO", uapi.VFIO_DEVICE_GET_REGION_INFO, unsafe.Pointer(&b[0]), fmt.Sprintf("index %d", i))
+	})
+	if err != nil {
+		return nil, err
+	}
+	raw := (*uapi.VfioRegionInfo)(unsafe.Pointer(&buf[0]))
+	r := &Region{dev: d, Index: raw.Index, Size: raw.Size, Offset: raw.Offset, Flags: raw.Flags}
+	if raw.Flags&uapi.VFIO_REGION_INFO_FLAG_CAPS == 0 {
+		return r, nil
+	}
+	if r.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
+		return nil, fmt.Errorf("region %d of %s: %w", i, d.name, err)
+	}
+	for _, c := range r.Caps {
+		switch c.ID {
+		case uapi.VFIO_REGION_INFO_CAP_SPARSE_MMAP:
+			if r.SparseAreas, err = uapi.SparseMmapAreas(c); err != nil {
+				return nil, err
+			}
+		case uapi.VFIO_REGION_INFO_CAP_TYPE:
+			t, err := uapi.CapAs[uapi.VfioRegionInfoCapType](c)
+			if err != nil {
+				return nil, err
+			}
+			r.Type, r.Subtype = t.Type, t.Subtype
+		case uapi.VFIO_REGION_INFO_CAP_MSIX_MAPPABLE:
+			r.MSIXMappable = true
+		}
+	}
+	return r, nil
+}
+
+// Regions lists the device's regions; indexes the device does not
+// implement (EINVAL, e.g. VGA on most devices) are left out.
+func (d *Device) Regions() ([]*Region, error) {
+	var out []*Region
+	for i := 0; i < int(d.info.NumRegions); i++ {
+		r, err := d.Region(i)
+		if errors.Is(err, unix.EINVAL) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (r *Region) check(op string, off int64, n int) error {
+	if off < 0 || uint64(off)+uint64(n) > r.Size {
+		return &kernel.Error{Op: op, Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n), Err: unix.EINVAL,
+			Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
+	}
+	return nil
+}
+
+// ReadAt reads from the region through the device fd (pread).
+func (r *Region) ReadAt(p []byte, off int64) (int, error) {
+	if !r.Readable() {
+		return 0, &kernel.Error{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not readable"}
+	}
+	if err := r.check("read", off, len(p)); err != nil {
+		return 0, err
+	}
+	fd, err := r.dev.fd.Int()
+	if err != nil {
+		return 0, err
+	}
+	n, err := unix.Pread(fd, p, int64(r.Offset)+off)
+	if err != nil {
+		return n, &kernel.Error{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+	}
+	return n, nil
+}
+
+// WriteAt writes to the region through the device fd (pwrite).
+func (r *Region) WriteAt(p []byte, off int64) (int, error) {
+	if !r.Writable() {
+		return 0, &kernel.Error{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not writable"}
+	}
+	if err := r.check("write", off, len(p)); err != nil {
+		return 0, err
+	}
+	fd, err := r.dev.fd.Int()
+	if err != nil {
+		return 0, err
+	}
+	n, err := unix.Pwrite(fd, p, int64(r.Offset)+off)
+	if err != nil {
+		return n, &kernel.Error{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+	}
+	return n, nil
+}
+
+// Map mmaps the whole region (it must be mmap-able and, if it has sparse
+// areas, be mapped by area with MapRange).
+func (r *Region) Map() (*MMIO, error) { return r.MapRange(0, r.Size) }
+
+// MapRange mmaps [off, off+size) of the region.
+func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
+	if !r.Mappable() {
+		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EINVAL, Hint: "region is not mmap-able; use ReadAt/WriteAt"}
+	}
+	if size == 0 || off+size > r.Size || off+size < off {
+		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: unix.EINVAL, Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
+	}
+	fd, err := r.dev.fd.Int()
+	if err != nil {
+		return nil, err
+	}
+	prot := 0
+	if r.Readable() {
+		prot |= unix.PROT_READ
+	}
+	if r.Writable() {
+		prot |= unix.PROT_WRITE
+	}
+	mem, err := unix.Mmap(fd, int64(r.Offset+off), int(size), prot, unix.MAP_SHARED)
+	if err != nil {
+		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: err}
+	}
+	return &MMIO{mem: mem}, nil
+}
