@@ -82,9 +82,10 @@ func GoTests(out string) []GoTest {
 		}
 		if cur >= 0 {
 			tests[cur].Output += line + "\n"
-		} else if strings.HasPrefix(line, "    ") && len(tests) > 0 {
-			// Output printed after a test's result line (a SKIP reason).
-			tests[len(tests)-1].Output += line + "\n"
+		} else if n := len(tests); n > 0 && (strings.HasPrefix(line, "    ") || tests[n-1].Result == "FAIL") {
+			// Output after a result line: a SKIP reason, or the panic
+			// and stack that follow a failed test.
+			tests[n-1].Output += line + "\n"
 		}
 	}
 	return tests

@@ -1,0 +1,60 @@
+package qemu
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBrokenGuests breaks the guest on purpose and checks that each failure
+// is reported, with the console log kept, in bounded time.
+func TestBrokenGuests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs")
+	}
+	t.Run("test panics", func(t *testing.T) {
+		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/panics"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Done || len(res.Commands) != 1 || res.Commands[0].ExitCode == 0 {
+			t.Fatalf("panicking test binary: done=%v commands=%+v", res.Done, res.Commands)
+		}
+		tests := GoTests(res.Commands[0].Output)
+		if len(tests) != 2 || tests[0].Result != "PASS" || tests[1].Result == "PASS" || !strings.Contains(tests[1].Output, "on purpose") {
+			t.Fatalf("tests = %+v", tests)
+		}
+	})
+	t.Run("kernel never reaches init", func(t *testing.T) {
+		start := time.Now()
+		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Cmdline: "rdinit=/nonexistent", Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Err == nil || res.Done {
+			t.Fatalf("a kernel with no init was reported as fine: %+v", res)
+		}
+		b, _ := os.ReadFile(res.ConsoleLog)
+		if !strings.Contains(string(b), "Kernel panic") {
+			t.Errorf("console log %s lacks the panic:\n%s", res.ConsoleLog, b)
+		}
+		if time.Since(start) > 50*time.Second {
+			t.Errorf("took %s; panic=-1 should end the VM at once", time.Since(start))
+		}
+	})
+	t.Run("guest hangs", func(t *testing.T) {
+		start := time.Now()
+		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/hangs"}, Timeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "timeout") {
+			t.Fatalf("hung guest: err = %v", res.Err)
+		}
+		if d := time.Since(start); d > 40*time.Second {
+			t.Errorf("hung guest took %s to be killed with a 20 s timeout", d)
+		}
+	})
+}
