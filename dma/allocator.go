@@ -12,7 +12,9 @@ var ErrNoSpace = errors.New("dma: no free IOVA range large enough")
 
 // Allocator hands out IOVAs within a set of ranges, first fit, aligned to
 // the IOMMU's granule (and to the size's own power of two up to 2 MiB, so
-// huge mappings get huge IOVA alignment). It is not safe for concurrent use.
+// huge mappings get huge IOVA alignment). It never hands out the first
+// granule, so a zeroed descriptor never points at live memory. It is not
+// safe for concurrent use.
 type Allocator struct {
 	align uint64
 	free  []Range // sorted, disjoint, coalesced
@@ -34,6 +36,7 @@ func NewAllocator(ranges []Range, align uint64) (*Allocator, error) {
 		}
 		a.insert(r)
 	}
+	a.reserve(Range{0, align - 1})
 	return a, nil
 }
 
@@ -94,7 +97,25 @@ func (a *Allocator) Free(iova, size uint64) error {
 	return nil
 }
 
-// Free space, for reports.
+// reserve removes r from the free ranges.
+func (a *Allocator) reserve(r Range) {
+	var out []Range
+	for _, f := range a.free {
+		if f.Last < r.Start || f.Start > r.Last {
+			out = append(out, f)
+			continue
+		}
+		if f.Start < r.Start {
+			out = append(out, Range{f.Start, r.Start - 1})
+		}
+		if f.Last > r.Last {
+			out = append(out, Range{r.Last + 1, f.Last})
+		}
+	}
+	a.free = out
+}
+
+// FreeRanges is the free space, for reports.
 func (a *Allocator) FreeRanges() []Range { return append([]Range(nil), a.free...) }
 
 func (a *Allocator) insert(r Range) {

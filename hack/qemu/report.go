@@ -26,6 +26,15 @@ func Run(t *testing.T, spec Spec) *Result {
 		tests := GoTests(c.Output)
 		for _, gt := range tests {
 			t.Run(gt.Name, func(t *testing.T) {
+				for _, sub := range subtests(gt) {
+					t.Run(strings.TrimPrefix(sub.Name, gt.Name+"/"), func(t *testing.T) {
+						if sub.Result == "FAIL" {
+							t.Errorf("guest subtest %s FAIL (output above in %s)", sub.Name, gt.Name)
+						} else if sub.Result == "SKIP" {
+							t.Skip()
+						}
+					})
+				}
 				switch gt.Result {
 				case "PASS":
 				case "SKIP":
@@ -89,6 +98,24 @@ func GoTests(out string) []GoTest {
 		}
 	}
 	return tests
+}
+
+// subtests lists the results of gt's subtests, from the "--- PASS: X/y"
+// lines inside its output.
+func subtests(gt GoTest) []GoTest {
+	var out []GoTest
+	for _, line := range strings.Split(gt.Output, "\n") {
+		l := strings.TrimLeft(line, " ")
+		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
+			if rest, ok := strings.CutPrefix(l, "--- "+r+": "); ok && l != line {
+				name, _, _ := strings.Cut(rest, " ")
+				if strings.HasPrefix(name, gt.Name+"/") {
+					out = append(out, GoTest{Name: name, Result: r})
+				}
+			}
+		}
+	}
+	return out
 }
 
 func anyFailed(ts []GoTest) bool {

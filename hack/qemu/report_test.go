@@ -27,6 +27,9 @@ func TestGoTests(t *testing.T) {
 	if len(got) != len(want) {
 		t.Fatalf("got %d tests: %+v", len(got), got)
 	}
+	if subs := subtests(got[1]); len(subs) != 1 || subs[0].Name != "TestB/sub" || subs[0].Result != "FAIL" {
+		t.Errorf("subtests(TestB) = %+v", subs)
+	}
 	for i, w := range want {
 		if got[i].Name != w.name || got[i].Result != w.result || !strings.Contains(got[i].Output, w.has) {
 			t.Errorf("test %d = %+v, want %s %s containing %q", i, got[i], w.name, w.result, w.has)

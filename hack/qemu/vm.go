@@ -337,7 +337,7 @@ func buildInitramfs(spec Spec, work, dst string) error {
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
 			return err
 		}
-		argv := append([]string{"/vfioctl/" + name + ".test", "-test.v", "-test.timeout=" + spec.Timeout.String()}, spec.TestArgs...)
+		argv := append([]string{"/vfioctl/" + name + ".test", "-test.v", "-test.timeout=" + (spec.Timeout * 8 / 10).String()}, spec.TestArgs...)
 		m.Commands = append(m.Commands, frame.Command{Name: pkg, Argv: argv, Timeout: spec.Timeout})
 	}
 	for guest, host := range spec.Files {

@@ -1,0 +1,340 @@
+package guest
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/dma"
+	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// edu registers (QEMU's teaching device, BAR0).
+const (
+	eduID       = 0x00
+	eduLiveness = 0x04
+	eduIRQRaise = 0x60
+	eduIRQAck   = 0x64
+	eduIRQStat  = 0x24
+	eduDMASrc   = 0x80
+	eduDMADst   = 0x88
+	eduDMACount = 0x90
+	eduDMACmd   = 0x98
+	eduBuffer   = 0x40000 // the device's internal DMA buffer
+	eduDMAMask  = 1<<28 - 1
+
+	dmaRun   = 1
+	dmaToRAM = 2 // direction: edu buffer -> RAM
+	dmaIRQ   = 4
+)
+
+// mode is one of the IOMMU setups the kernel selftests use, plus the
+// design's group-attached-to-iommufd.
+type mode struct {
+	name    string
+	backend vfio.Backend
+	iommu   vfio.IOMMUType
+}
+
+var modes = []mode{
+	{"vfio_type1_iommu", vfio.Legacy, vfio.Type1},
+	{"vfio_type1v2_iommu", vfio.Legacy, vfio.Type1v2},
+	{"iommufd_compat_type1", vfio.IOMMUFDCompat, vfio.Type1},
+	{"iommufd_compat_type1v2", vfio.IOMMUFDCompat, vfio.Type1v2},
+	{"group_iommufd", vfio.GroupIOMMUFD, 0},
+	{"iommufd", vfio.Cdev, 0},
+}
+
+// eduAddr binds edu to vfio-pci once and returns its address.
+func eduAddr(t *testing.T) string {
+	t.Helper()
+	addr := findDevice(t, wantDevices["edu"])
+	d, err := pci.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Driver != pci.VFIODriver {
+		if _, err := pci.Bind(addr, pci.BindOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return addr
+}
+
+type edu struct {
+	*vfio.Handle
+	bar   *vfio.MMIO
+	alloc *dma.Allocator
+}
+
+// openEdu opens edu in mode m with bus mastering on, and an IOVA allocator
+// for the IOMMU's ranges below edu's 28-bit DMA mask.
+func openEdu(t *testing.T, m mode) *edu {
+	t.Helper()
+	h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if open := kernel.Open(); len(open) > 0 {
+			t.Errorf("file descriptors leaked: %v", open)
+		}
+	})
+	r, err := h.Device.Region(vfio.BAR0Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bar, err := r.Map()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bar.Unmap() })
+	cfg, err := h.Device.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.EnableBusMaster(); err != nil {
+		t.Fatal(err)
+	}
+	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc.Limit(eduDMAMask)
+	if got := bar.Load32(eduID); got != 0x010000ed {
+		t.Fatalf("edu identification = %#x, want 0x010000ed", got)
+	}
+	return &edu{Handle: h, bar: bar, alloc: alloc}
+}
+
+// mapBuf allocates a buffer of n bytes, maps it and returns its IOVA.
+func (e *edu) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
+	t.Helper()
+	buf, err := dma.Alloc(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iova, err := e.alloc.Alloc(uint64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+		t.Fatal(err)
+	}
+	return buf, iova
+}
+
+// dma runs one edu DMA and waits for it (edu completes on a 100 ms timer of
+// QEMU's virtual clock, so poll with sleeps).
+func (e *edu) dma(t *testing.T, src, dst, count uint64, cmd uint64) {
+	t.Helper()
+	e.bar.Store64(eduDMASrc, src)
+	e.bar.Store64(eduDMADst, dst)
+	e.bar.Store64(eduDMACount, count)
+	e.bar.Store64(eduDMACmd, cmd|dmaRun)
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if e.bar.Load64(eduDMACmd)&dmaRun == 0 {
+			return
+		}
+	}
+	t.Fatalf("edu DMA src=%#x dst=%#x count=%d did not complete", src, dst, count)
+}
+
+func forModes(t *testing.T, f func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
+func TestEduDMARoundtrip(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		e := openEdu(t, m)
+		buf, iova := e.mapBuf(t, 8192)
+		const n = 2000 // below edu's 4096-byte quirk
+		src, dst := buf.Bytes()[:n], buf.Bytes()[4096:4096+n]
+		for i := range src {
+			src[i] = byte(i*7 + 3)
+		}
+		e.dma(t, iova, eduBuffer, n, 0)              // RAM -> edu
+		e.dma(t, eduBuffer, iova+4096, n, dmaToRAM) // edu -> RAM
+		for i := range dst {
+			if dst[i] != src[i] {
+				t.Fatalf("byte %d: RAM->edu->RAM gave %#x, want %#x", i, dst[i], src[i])
+			}
+		}
+		if err := e.Mapper.Unmap(iova, uint64(buf.Len())); err != nil {
+			t.Fatal(err)
+		}
+		buf.Close()
+		t.Logf("%s: %d bytes round-tripped through IOVA %#x", m.name, n, iova)
+	})
+}
+
+func TestEduInterrupts(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		e := openEdu(t, m)
+		buf, iova := e.mapBuf(t, 4096)
+		defer buf.Close()
+		msi, err := vfio.NewEventfd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer msi.Close()
+		if err := e.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
+			t.Fatal(err)
+		}
+		e.dma(t, iova, eduBuffer, 64, dmaIRQ)
+		if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
+			t.Fatalf("no MSI after DMA completion: count %d, %v", n, err)
+		}
+		e.bar.Store32(eduIRQAck, e.bar.Load32(eduIRQStat))
+		if err := e.Device.DisableIRQ(vfio.MSIIRQ); err != nil {
+			t.Fatal(err)
+		}
+
+		intx, err := vfio.NewEventfd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer intx.Close()
+		if err := e.Device.SetTriggers(vfio.IntxIRQ, 0, []int{intx.FD()}); err != nil {
+			t.Fatal(err)
+		}
+		for round := 0; round < 2; round++ { // the second proves unmask works
+			e.bar.Store32(eduIRQRaise, 1)
+			if n, err := intx.Wait(5 * time.Second); err != nil || n == 0 {
+				t.Fatalf("round %d: no INTx after raise: count %d, %v", round, n, err)
+			}
+			e.bar.Store32(eduIRQAck, 1)
+			if err := e.Device.UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.Device.DisableIRQ(vfio.IntxIRQ); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// kmsg reads the kernel log from the current end on.
+type kmsg struct{ fd int }
+
+func openKmsg(t *testing.T) *kmsg {
+	t.Helper()
+	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Seek(fd, 0, 2); err != nil { // SEEK_END: only new records
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return &kmsg{fd: fd}
+}
+
+// lines returns the records logged since open (or the last call). Each
+// read(2) of /dev/kmsg returns one record; EAGAIN means no more.
+func (k *kmsg) lines() []string {
+	var out []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.Read(k.fd, buf)
+		if err == unix.EPIPE { // overwritten records: go on with the next
+			continue
+		}
+		if err != nil || n <= 0 {
+			return out
+		}
+		if _, msg, ok := strings.Cut(string(buf[:n]), ";"); ok {
+			out = append(out, strings.TrimSpace(msg))
+		}
+	}
+}
+
+func TestEduIsolation(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		e := openEdu(t, m)
+		log := openKmsg(t)
+		buf, iova := e.mapBuf(t, 8192)
+		defer buf.Close()
+		for i := range buf.Bytes() {
+			buf.Bytes()[i] = 0x55
+		}
+		// Fill edu's buffer with a pattern that must never reach memory.
+		pattern, pIOVA := e.mapBuf(t, 4096)
+		for i := range pattern.Bytes()[:256] {
+			pattern.Bytes()[i] = 0xaa
+		}
+		e.dma(t, pIOVA, eduBuffer, 256, 0)
+
+		// 1. An IOVA that was never mapped; 2. one after Unmap (buf's
+		// second page). Memory must stay untouched, and under intel-iommu
+		// the kernel must log the fault. It rate-limits DMAR reports (10
+		// per 5 s) and drops, not delays, the others: re-issue the DMA
+		// until its fault is logged.
+		never, err := e.alloc.Alloc(4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Mapper.Unmap(iova, 8192); err != nil {
+			t.Fatal(err)
+		}
+		for _, target := range []uint64{never, iova + 4096} {
+			seen := ""
+			for end := time.Now().Add(15 * time.Second); seen == "" && time.Now().Before(end); {
+				e.dma(t, eduBuffer, target, 64, dmaToRAM)
+				for i, b := range buf.Bytes() {
+					if b != 0x55 {
+						t.Fatalf("DMA to %#x changed byte %d of the unmapped buffer to %#x: the IOMMU let it through", target, i, b)
+					}
+				}
+				if Profile != "intel" {
+					break // amd logs nothing on a fault; virtio one line per 4 bytes
+				}
+				for wait := time.Now().Add(time.Second); seen == "" && time.Now().Before(wait); time.Sleep(50 * time.Millisecond) {
+					for _, l := range log.lines() {
+						if strings.Contains(l, "DMAR") && containsAddr([]string{l}, target) {
+							seen = l
+						}
+					}
+				}
+			}
+			if Profile == "intel" && seen == "" {
+				t.Fatalf("no DMAR fault logged for the DMA to %#x", target)
+			}
+			t.Logf("DMA to %#x blocked; %s", target, seen)
+		}
+	})
+}
+
+func containsAddr(lines []string, addr uint64) bool {
+	want := "fault addr 0x" + strings.TrimLeft(strings.TrimPrefix(strconvHex(addr), "0x"), "0")
+	for _, l := range lines {
+		if strings.Contains(l, want) {
+			return true
+		}
+	}
+	return false
+}
+
+func strconvHex(v uint64) string {
+	const digits = "0123456789abcdef"
+	if v == 0 {
+		return "0x0"
+	}
+	var b []byte
+	for ; v > 0; v >>= 4 {
+		b = append([]byte{digits[v&15]}, b...)
+	}
+	return "0x" + string(b)
+}
+
+var _ = errors.Is
