@@ -106,34 +106,18 @@ func Bind(addr string, opts BindOptions) ([]Bound, error) {
 	if d.Driver == VFIODriver {
 		return nil, fmt.Errorf("pci: %s: %w", d.Address, ErrAlreadyBound)
 	}
-	if d.IOMMUGroup < 0 {
-		return nil, fmt.Errorf("pci: %s has no IOMMU group: enable the IOMMU (intel_iommu=on, or amd/virtio IOMMU) or check `vfioctl doctor`", d.Address)
-	}
 	targets := []*Device{d}
-	g, err := GetGroup(d.IOMMUGroup)
-	if err != nil {
-		return nil, err
-	}
-	var blockers []sysfs.Blocker
-	for _, m := range g.Devices {
-		if m == d.Address {
-			continue
+	if d.IOMMUGroup < 0 {
+		// Some IOMMUs (virtio-iommu) attach a device, and so give it a
+		// group, only when a driver probes it: go on if one is registered,
+		// and check the group once it exists (below).
+		if !iommuPresent() {
+			return nil, fmt.Errorf("pci: %s has no IOMMU group and no IOMMU is registered: enable it (intel_iommu=on on Intel; check `vfioctl doctor`)", d.Address)
 		}
-		md, err := Get(m)
-		if err != nil {
+	} else {
+		if targets, err = groupTargets(d, opts.Group); err != nil {
 			return nil, err
 		}
-		if md.IsBridge() || md.Driver == VFIODriver || sysfs.ViableDriver(md.Driver) && md.Driver != "" {
-			continue
-		}
-		if opts.Group {
-			targets = append(targets, md)
-		} else if !sysfs.ViableDriver(md.Driver) {
-			blockers = append(blockers, sysfs.Blocker{Device: md.Address, Driver: md.Driver})
-		}
-	}
-	if len(blockers) > 0 {
-		return nil, &NotViableError{Address: d.Address, Group: d.IOMMUGroup, Blockers: blockers}
 	}
 	if !opts.Force {
 		for _, t := range targets {
@@ -157,7 +141,56 @@ func Bind(addr string, opts BindOptions) ([]Bound, error) {
 		}
 		out = append(out, b)
 	}
+	if d.IOMMUGroup < 0 {
+		// The group appeared with the driver: check it now, and undo the
+		// bind if it is not viable.
+		if now, err := Get(d.Address); err == nil && now.IOMMUGroup >= 0 {
+			if _, err := groupTargets(now, false); err != nil {
+				_, _ = Unbind(d.Address)
+				return nil, err
+			}
+		}
+	}
 	return out, nil
+}
+
+// groupTargets returns the devices to bind for d: d itself, and with whole
+// its driverless or host-bound group members. Without whole, members bound
+// to host drivers make the group not viable, and that is an error.
+func groupTargets(d *Device, whole bool) ([]*Device, error) {
+	targets := []*Device{d}
+	g, err := GetGroup(d.IOMMUGroup)
+	if err != nil {
+		return nil, err
+	}
+	var blockers []sysfs.Blocker
+	for _, m := range g.Devices {
+		if m == d.Address {
+			continue
+		}
+		md, err := Get(m)
+		if err != nil {
+			return nil, err
+		}
+		if md.IsBridge() || md.Driver == VFIODriver || md.Driver == "pci-stub" {
+			continue
+		}
+		if whole {
+			targets = append(targets, md)
+		} else if !sysfs.ViableDriver(md.Driver) {
+			blockers = append(blockers, sysfs.Blocker{Device: md.Address, Driver: md.Driver})
+		}
+	}
+	if len(blockers) > 0 {
+		return nil, &NotViableError{Address: d.Address, Group: d.IOMMUGroup, Blockers: blockers}
+	}
+	return targets, nil
+}
+
+// iommuPresent reports whether any IOMMU is registered with the kernel.
+func iommuPresent() bool {
+	ents, err := os.ReadDir(filepath.Join(sysfs.Root, "class", "iommu"))
+	return err == nil && len(ents) > 0
 }
 
 func ensureVFIODriver() error {

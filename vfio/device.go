@@ -94,10 +94,12 @@ func (d *Device) ioctl(op string, req uint, arg unsafe.Pointer, args string) err
 
 // Reset is VFIO_DEVICE_RESET (a function-level or equivalent reset).
 func (d *Device) Reset() error {
-	if !d.info.Resettable() {
-		return &kernel.Error{Op: "VFIO_DEVICE_RESET", Object: d.name, Err: unix.ENOTTY, Hint: "the device offers no reset method (see reset_method in sysfs); try a hot reset"}
+	err := d.ioctl("VFIO_DEVICE_RESET", uapi.VFIO_DEVICE_RESET, nil, "")
+	var ke *kernel.Error
+	if errors.As(err, &ke) && errors.Is(err, unix.EINVAL) && !d.info.Resettable() {
+		ke.Hint = "the device offers no reset method (see reset_method in sysfs); try a hot reset"
 	}
-	return d.ioctl("VFIO_DEVICE_RESET", uapi.VFIO_DEVICE_RESET, nil, "")
+	return err
 }
 
 // Dependent is a device a PCI hot reset would affect.
