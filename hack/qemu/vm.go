@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -365,20 +364,14 @@ func buildInitramfs(spec Spec, work, dst string) error {
 
 // goBuild runs the go command for the guest: static, no cgo, amd64.
 func goBuild(root string, args ...string) error {
-	cmd := exec.Command(goTool(), args...)
+	// go test and go run put their own toolchain first in PATH.
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
-}
-
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

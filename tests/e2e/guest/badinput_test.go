@@ -56,16 +56,16 @@ func TestBadInput(t *testing.T) {
 		}
 		expect(t, "unmap twice", e.Mapper.Unmap(iova, 8192), unix.ENOENT)
 
-		expect(t, "region index out of range", func() error { _, err := e.Device.Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
-		expect(t, "negative region index", func() error { _, err := e.Device.Region(-1); return err }(), unix.EINVAL)
-		expect(t, "IRQ index out of range", func() error { _, err := e.Device.IRQInfo(7); return err }(), unix.EINVAL)
-		cfg, _ := e.Device.Region(vfio.ConfigRegion)
+		expect(t, "region index out of range", func() error { _, err := e.Handle.Device.Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
+		expect(t, "negative region index", func() error { _, err := e.Handle.Device.Region(-1); return err }(), unix.EINVAL)
+		expect(t, "IRQ index out of range", func() error { _, err := e.Handle.Device.IRQInfo(7); return err }(), unix.EINVAL)
+		cfg, _ := e.Handle.Device.Region(vfio.ConfigRegion)
 		b := make([]byte, 4)
 		_, err = cfg.ReadAt(b, int64(cfg.Size)-2)
 		expect(t, "read past a region's end", err, unix.EINVAL, "region is")
 		_, err = cfg.ReadAt(b, -4)
 		expect(t, "read at a negative offset", err, unix.EINVAL)
-		bar0, _ := e.Device.Region(vfio.BAR0Region)
+		bar0, _ := e.Handle.Device.Region(vfio.BAR0Region)
 		_, err = bar0.MapRange(0, bar0.Size+4096)
 		expect(t, "mmap past a region's end", err, unix.EINVAL)
 		if e.Group != nil {

@@ -9,28 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
+	"github.com/vfioctl/vfioctl/internal/edu"
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
-)
-
-// edu registers (QEMU's teaching device, BAR0).
-const (
-	eduID       = 0x00
-	eduLiveness = 0x04
-	eduIRQRaise = 0x60
-	eduIRQAck   = 0x64
-	eduIRQStat  = 0x24
-	eduDMASrc   = 0x80
-	eduDMADst   = 0x88
-	eduDMACount = 0x90
-	eduDMACmd   = 0x98
-	eduBuffer   = 0x40000 // the device's internal DMA buffer
-	eduDMAMask  = 1<<28 - 1
-
-	dmaRun   = 1
-	dmaToRAM = 2 // direction: edu buffer -> RAM
-	dmaIRQ   = 4
 )
 
 // mode is one of the IOMMU setups the kernel selftests use, plus the
@@ -66,15 +48,15 @@ func eduAddr(t *testing.T) string {
 	return addr
 }
 
-type edu struct {
+type eduDev struct {
 	*vfio.Handle
-	bar   *vfio.MMIO
+	*edu.Edu
 	alloc *dma.Allocator
 }
 
 // openEdu opens edu in mode m with bus mastering on, and an IOVA allocator
 // for the IOMMU's ranges below edu's 28-bit DMA mask.
-func openEdu(t *testing.T, m mode) *edu {
+func openEdu(t *testing.T, m mode) *eduDev {
 	t.Helper()
 	h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
 	if err != nil {
@@ -88,35 +70,21 @@ func openEdu(t *testing.T, m mode) *edu {
 			t.Errorf("file descriptors leaked: %v", open)
 		}
 	})
-	r, err := h.Device.Region(vfio.BAR0Region)
+	e, err := edu.Open(h.Device)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bar, err := r.Map()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bar.Unmap() })
-	cfg, err := h.Device.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.EnableBusMaster(); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { e.Close() })
 	alloc, err := dma.NewAllocatorFor(h.Mapper)
 	if err != nil {
 		t.Fatal(err)
 	}
-	alloc.Limit(eduDMAMask)
-	if got := bar.Load32(eduID); got != 0x010000ed {
-		t.Fatalf("edu identification = %#x, want 0x010000ed", got)
-	}
-	return &edu{Handle: h, bar: bar, alloc: alloc}
+	alloc.Limit(edu.DMAMask)
+	return &eduDev{Handle: h, Edu: e, alloc: alloc}
 }
 
 // mapBuf allocates a buffer of n bytes, maps it and returns its IOVA.
-func (e *edu) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
+func (e *eduDev) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
 	t.Helper()
 	buf, err := dma.Alloc(n)
 	if err != nil {
@@ -132,20 +100,12 @@ func (e *edu) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
 	return buf, iova
 }
 
-// dma runs one edu DMA and waits for it (edu completes on a 100 ms timer of
-// QEMU's virtual clock, so poll with sleeps).
-func (e *edu) dma(t *testing.T, src, dst, count uint64, cmd uint64) {
+// dma runs one edu DMA, failing the test if it does not complete.
+func (e *eduDev) dma(t *testing.T, src, dst, count, cmd uint64) {
 	t.Helper()
-	e.bar.Store64(eduDMASrc, src)
-	e.bar.Store64(eduDMADst, dst)
-	e.bar.Store64(eduDMACount, count)
-	e.bar.Store64(eduDMACmd, cmd|dmaRun)
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if e.bar.Load64(eduDMACmd)&dmaRun == 0 {
-			return
-		}
+	if err := e.DMA(src, dst, count, cmd); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("edu DMA src=%#x dst=%#x count=%d did not complete", src, dst, count)
 }
 
 func forModes(t *testing.T, f func(t *testing.T, m mode)) {
@@ -158,17 +118,9 @@ func TestEduDMARoundtrip(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		e := openEdu(t, m)
 		buf, iova := e.mapBuf(t, 8192)
-		const n = 2000 // below edu's 4096-byte quirk
-		src, dst := buf.Bytes()[:n], buf.Bytes()[4096:4096+n]
-		for i := range src {
-			src[i] = byte(i*7 + 3)
-		}
-		e.dma(t, iova, eduBuffer, n, 0)              // RAM -> edu
-		e.dma(t, eduBuffer, iova+4096, n, dmaToRAM) // edu -> RAM
-		for i := range dst {
-			if dst[i] != src[i] {
-				t.Fatalf("byte %d: RAM->edu->RAM gave %#x, want %#x", i, dst[i], src[i])
-			}
+		const n = 2000
+		if err := e.Roundtrip(buf, iova, n); err != nil {
+			t.Fatal(err)
 		}
 		if err := e.Mapper.Unmap(iova, uint64(buf.Len())); err != nil {
 			t.Fatal(err)
@@ -188,15 +140,15 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer msi.Close()
-		if err := e.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
+		if err := e.Handle.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
 			t.Fatal(err)
 		}
-		e.dma(t, iova, eduBuffer, 64, dmaIRQ)
+		e.dma(t, iova, edu.Buffer, 64, edu.CmdIRQ)
 		if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
 			t.Fatalf("no MSI after DMA completion: count %d, %v", n, err)
 		}
-		e.bar.Store32(eduIRQAck, e.bar.Load32(eduIRQStat))
-		if err := e.Device.DisableIRQ(vfio.MSIIRQ); err != nil {
+		e.BAR.Store32(edu.RegIRQAck, e.BAR.Load32(edu.RegIRQStat))
+		if err := e.Handle.Device.DisableIRQ(vfio.MSIIRQ); err != nil {
 			t.Fatal(err)
 		}
 
@@ -205,20 +157,20 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer intx.Close()
-		if err := e.Device.SetTriggers(vfio.IntxIRQ, 0, []int{intx.FD()}); err != nil {
+		if err := e.Handle.Device.SetTriggers(vfio.IntxIRQ, 0, []int{intx.FD()}); err != nil {
 			t.Fatal(err)
 		}
 		for round := 0; round < 2; round++ { // the second proves unmask works
-			e.bar.Store32(eduIRQRaise, 1)
+			e.BAR.Store32(edu.RegIRQRaise, 1)
 			if n, err := intx.Wait(5 * time.Second); err != nil || n == 0 {
 				t.Fatalf("round %d: no INTx after raise: count %d, %v", round, n, err)
 			}
-			e.bar.Store32(eduIRQAck, 1)
-			if err := e.Device.UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
+			e.BAR.Store32(edu.RegIRQAck, 1)
+			if err := e.Handle.Device.UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := e.Device.DisableIRQ(vfio.IntxIRQ); err != nil {
+		if err := e.Handle.Device.DisableIRQ(vfio.IntxIRQ); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -273,7 +225,7 @@ func TestEduIsolation(t *testing.T) {
 		for i := range pattern.Bytes()[:256] {
 			pattern.Bytes()[i] = 0xaa
 		}
-		e.dma(t, pIOVA, eduBuffer, 256, 0)
+		e.dma(t, pIOVA, edu.Buffer, 256, 0)
 
 		// 1. An IOVA that was never mapped; 2. one after Unmap (buf's
 		// second page). Memory must stay untouched, and under intel-iommu
@@ -290,7 +242,7 @@ func TestEduIsolation(t *testing.T) {
 		for _, target := range []uint64{never, iova + 4096} {
 			seen := ""
 			for end := time.Now().Add(15 * time.Second); seen == "" && time.Now().Before(end); {
-				e.dma(t, eduBuffer, target, 64, dmaToRAM)
+				e.dma(t, edu.Buffer, target, 64, edu.CmdToRAM)
 				for i, b := range buf.Bytes() {
 					if b != 0x55 {
 						t.Fatalf("DMA to %#x changed byte %d of the unmapped buffer to %#x: the IOMMU let it through", target, i, b)
