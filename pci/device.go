@@ -3,7 +3,6 @@ package pci
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -145,31 +144,27 @@ func names(dir string) []string {
 	return out
 }
 
-// blockDevs finds the block devices below a PCI device (nvme namespaces,
-// disks behind a SATA controller) by walking its sysfs subtree for "block"
-// directories, without following links.
+// blockDevs lists the whole disks whose device lies below the PCI device
+// in sysfs (nvme namespaces, disks behind a SATA or virtio controller),
+// from /sys/class/block.
 func blockDevs(dir string) []string {
 	dir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil
 	}
+	ents, _ := os.ReadDir(filepath.Join(sysfs.Root, "class", "block"))
 	var out []string
-	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
+	for _, e := range ents {
+		p := filepath.Join(sysfs.Root, "class", "block", e.Name())
+		target, err := filepath.EvalSymlinks(p)
+		if err != nil || !strings.HasPrefix(target, dir+"/") {
+			continue
 		}
-		if e.Type()&fs.ModeSymlink != 0 {
-			return nil
+		if _, err := os.Stat(filepath.Join(p, "partition")); err == nil {
+			continue // partitions are checked with their disk
 		}
-		if e.IsDir() && e.Name() == "block" {
-			out = append(out, names(p)...)
-			return fs.SkipDir
-		}
-		if strings.Count(strings.TrimPrefix(p, dir), "/") > 6 {
-			return fs.SkipDir
-		}
-		return nil
-	})
+		out = append(out, e.Name())
+	}
 	sort.Strings(out)
 	return out
 }

@@ -66,6 +66,9 @@ type Spec struct {
 	TestArgs []string
 	// Files are extra host files copied into the guest: guest path -> host path.
 	Files map[string]string
+	// Builds are Go commands built (static) into the guest: guest path ->
+	// package, e.g. "bin/vfioctl": "./cmd/vfioctl".
+	Builds map[string]string
 	// Env is added to every guest command's environment, after
 	// VFIOCTL_KERNEL and VFIOCTL_PROFILE, which name this boot.
 	Env []string
@@ -338,6 +341,15 @@ func buildInitramfs(spec Spec, work, dst string) error {
 		}
 		argv := append([]string{"/vfioctl/" + name + ".test", "-test.v", "-test.timeout=" + (spec.Timeout * 8 / 10).String()}, spec.TestArgs...)
 		m.Commands = append(m.Commands, frame.Command{Name: pkg, Argv: argv, Timeout: spec.Timeout})
+	}
+	for guest, pkg := range spec.Builds {
+		bin := filepath.Join(work, filepath.Base(guest)+".bin")
+		if err := goBuild(root, "build", "-o", bin, pkg); err != nil {
+			return err
+		}
+		if err := addFile(a, guest, bin); err != nil {
+			return err
+		}
 	}
 	for guest, host := range spec.Files {
 		if err := addFile(a, guest, host); err != nil {

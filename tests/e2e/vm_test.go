@@ -39,6 +39,7 @@ func TestVM(t *testing.T) {
 					Profile:  p,
 					Packages: guestPackages,
 					TestArgs: args,
+					Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl"},
 					Timeout:  8 * time.Minute,
 				})
 			})

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/ioasid"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// check is one doctor finding.
+type check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok, warn, fail, unknown
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func readTrim(p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func doctorChecks() []check {
+	var out []check
+	add := func(name, status, detail, fix string) { out = append(out, check{name, status, detail, fix}) }
+
+	iommus, _ := filepath.Glob("/sys/class/iommu/*")
+	if len(iommus) == 0 {
+		add("IOMMU enabled", "fail", "no IOMMU registered in /sys/class/iommu", "enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on (Intel) or iommu=pt; in a VM add a vIOMMU")
+	} else {
+		var names []string
+		for _, i := range iommus {
+			names = append(names, filepath.Base(i))
+		}
+		add("IOMMU enabled", "ok", strings.Join(names, ", "), "")
+	}
+
+	irq, _ := os.ReadFile("/proc/interrupts")
+	unsafeT1 := readTrim("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")
+	unsafeFD := readTrim("/sys/module/iommufd/parameters/allow_unsafe_interrupts")
+	switch {
+	case strings.Contains(string(irq), "IR-"):
+		add("interrupt remapping", "ok", "MSIs are remapped (IR- entries in /proc/interrupts)", "")
+	case unsafeT1 == "Y" || unsafeFD == "Y":
+		add("interrupt remapping", "warn", fmt.Sprintf("not seen; unsafe interrupts allowed (type1=%s iommufd=%s)", unsafeT1, unsafeFD), "a device can forge MSIs: only acceptable on trusted setups")
+	default:
+		add("interrupt remapping", "warn", "no remapped interrupts seen in /proc/interrupts", "enable interrupt remapping (intremap=on for a QEMU intel-iommu); without it VFIO refuses devices (EPERM) unless vfio_iommu_type1.allow_unsafe_interrupts=1 and iommufd.allow_unsafe_interrupts=1")
+	}
+
+	if exists("/sys/bus/pci/drivers/vfio-pci") {
+		add("vfio-pci driver", "ok", "loaded", "")
+	} else {
+		add("vfio-pci driver", "fail", "not loaded", "modprobe vfio-pci (kernel option VFIO_PCI)")
+	}
+	if exists(vfio.ContainerPath) {
+		add("VFIO container", "ok", vfio.ContainerPath, "")
+	} else {
+		add("VFIO container", "warn", vfio.ContainerPath+" missing", "modprobe vfio (VFIO_CONTAINER, or IOMMUFD_VFIO_CONTAINER to serve it from iommufd)")
+	}
+	if exists(ioasid.Path) {
+		add("iommufd", "ok", ioasid.Path+" (Linux 6.2+)", "")
+	} else {
+		add("iommufd", "warn", ioasid.Path+" missing: only the legacy container path is available", "kernel option IOMMUFD (Linux 6.2+), modprobe iommufd")
+	}
+	if exists("/sys/class/vfio-dev") || exists("/dev/vfio/devices") {
+		add("VFIO device cdev", "ok", "/dev/vfio/devices/vfioN for bound devices (Linux 6.6+)", "")
+	} else {
+		add("VFIO device cdev", "warn", "no vfio-dev class: devices are reachable only through groups", "kernel option VFIO_DEVICE_CDEV (Linux 6.6+)")
+	}
+
+	switch fd, err := ioasid.OpenPath(vfio.ContainerPath); {
+	case !exists(vfio.ContainerPath):
+		add("/dev/vfio/vfio served by iommufd", "unknown", "no "+vfio.ContainerPath, "")
+	case err != nil && (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)):
+		add("/dev/vfio/vfio served by iommufd", "unknown", "needs root to probe", "run vfioctl doctor as root")
+	case err != nil:
+		add("/dev/vfio/vfio served by iommufd", "unknown", err.Error(), "")
+	default:
+		ioas, aerr := fd.AllocIOAS()
+		if aerr == nil {
+			ioas.Close()
+			add("/dev/vfio/vfio served by iommufd", "ok", "yes: the container is iommufd's compat layer (IOMMUFD_VFIO_CONTAINER)", "")
+		} else {
+			add("/dev/vfio/vfio served by iommufd", "ok", "no: the legacy type1 container (VFIO_CONTAINER)", "")
+		}
+		fd.Close()
+	}
+
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err == nil {
+		cur := "unlimited"
+		if rl.Cur != unix.RLIM_INFINITY {
+			cur = fmt.Sprintf("%d KiB", rl.Cur>>10)
+		}
+		if rl.Cur != unix.RLIM_INFINITY && rl.Cur < 64<<20 && os.Geteuid() != 0 {
+			add("RLIMIT_MEMLOCK", "warn", cur+": DMA mappings pin memory and count against it", "raise it: ulimit -l unlimited, LimitMEMLOCK=infinity in a systemd unit, or /etc/security/limits.conf")
+		} else {
+			add("RLIMIT_MEMLOCK", "ok", cur, "")
+		}
+	}
+	if n := readTrim("/proc/sys/vm/nr_hugepages"); n != "" {
+		if n == "0" {
+			add("huge pages", "warn", "none reserved: 2 MiB IOMMU mappings need hugetlb memory", "echo 512 > /proc/sys/vm/nr_hugepages (1 GiB of 2 MiB pages)")
+		} else {
+			add("huge pages", "ok", n+" x 2 MiB reserved", "")
+		}
+	}
+	return out
+}
+
+func doctorCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "doctor",
+		Usage: "check that this host is ready for VFIO and iommufd, and say how to fix what is not",
+		UsageText: `vfioctl doctor [--json]
+
+Exits 1 when a check fails (a warning does not).`,
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			checks := doctorChecks()
+			err := emit(c, checks, func(w io.Writer) {
+				fprintf(w, "CHECK\tSTATUS\tDETAIL\n")
+				for _, ch := range checks {
+					fprintf(w, "%s\t%s\t%s\n", ch.Name, ch.Status, ch.Detail)
+					if ch.Fix != "" && ch.Status != "ok" {
+						fprintf(w, "\t\t-> %s\n", ch.Fix)
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			for _, ch := range checks {
+				if ch.Status == "fail" {
+					return cli.Exit("", exitFailure)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+const bashCompletion = `# vfioctl bash completion: source <(vfioctl completion bash)
+_vfioctl() {
+	local cur=${COMP_WORDS[COMP_CWORD]}
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W "$(${COMP_WORDS[0]} ${COMP_WORDS[@]:1:$COMP_CWORD-1} --generate-bash-completion 2>/dev/null) --json --help" -- "$cur"))
+	elif [[ $COMP_CWORD -ge 2 ]]; then
+		COMPREPLY=($(compgen -W "$(ls /sys/bus/pci/devices 2>/dev/null)" -- "$cur"))
+	else
+		COMPREPLY=($(compgen -W "$(${COMP_WORDS[0]} --generate-bash-completion 2>/dev/null)" -- "$cur"))
+	fi
+}
+complete -F _vfioctl vfioctl
+`
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script (bash)",
+		UsageText: "source <(vfioctl completion bash)",
+		Action: func(c *cli.Context) error {
+			if sh := c.Args().First(); sh != "bash" {
+				return usagef("completion: only bash is supported, got %q", sh)
+			}
+			fprintf(c.App.Writer, "%s", bashCompletion)
+			return nil
+		},
+	}
+}

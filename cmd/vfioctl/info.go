@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev, group-iommufd, iommufd-compat or legacy"}
+
+// openHandle opens the bound device through the chosen backend.
+func openHandle(c *cli.Context, addr string) (*vfio.Handle, error) {
+	b, err := vfio.ParseBackend(c.String("backend"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	d, err := pci.Get(addr)
+	if err != nil {
+		return nil, err
+	}
+	if d.Driver != pci.VFIODriver {
+		return nil, fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", addr, pci.ErrNotBound, orDash(d.Driver), addr)
+	}
+	return vfio.Open(addr, &vfio.Options{Backend: b})
+}
+
+type regionInfo struct {
+	Index        uint32   `json:"index"`
+	Name         string   `json:"name"`
+	Size         uint64   `json:"size"`
+	Offset       uint64   `json:"offset"`
+	Flags        []string `json:"flags"`
+	SparseAreas  [][2]uint64 `json:"sparse_mmap_areas,omitempty"`
+	Type         uint32   `json:"type,omitempty"`
+	Subtype      uint32   `json:"subtype,omitempty"`
+	MSIXMappable bool     `json:"msix_mappable,omitempty"`
+}
+
+type irqInfo struct {
+	Index uint32   `json:"index"`
+	Name  string   `json:"name"`
+	Count uint32   `json:"count"`
+	Flags []string `json:"flags"`
+}
+
+type deviceInfo struct {
+	Address      string       `json:"address"`
+	Backend      string       `json:"backend"`
+	Flags        []string     `json:"flags"`
+	Regions      []regionInfo `json:"regions"`
+	IRQs         []irqInfo    `json:"irqs"`
+	ResetMethods []string     `json:"reset_methods"`
+	Capabilities []string     `json:"pci_capabilities"`
+}
+
+var regionNames = []string{"BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"}
+var irqNames = []string{"INTx", "MSI", "MSI-X", "ERR", "REQ"}
+var capNames = map[uint8]string{0x01: "power-management", 0x05: "MSI", 0x09: "vendor", 0x10: "PCI-Express", 0x11: "MSI-X"}
+
+func flagNames(v uint32, names map[uint32]string) []string {
+	var out []string
+	for bit := uint32(1); bit != 0; bit <<= 1 {
+		if v&bit != 0 {
+			if n, ok := names[bit]; ok {
+				out = append(out, n)
+			} else {
+				out = append(out, fmt.Sprintf("%#x", bit))
+			}
+		}
+	}
+	return out
+}
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "show a bound device's regions (with capabilities), IRQs and reset methods, read through VFIO",
+		UsageText: `vfioctl info [--backend auto|cdev|group-iommufd|iommufd-compat|legacy] [--json] ADDRESS
+   vfioctl info 0000:00:03.0`,
+		Flags: []cli.Flag{jsonFlag, backendFlag},
+		Action: func(c *cli.Context) error {
+			addr, err := address(c)
+			if err != nil {
+				return err
+			}
+			h, err := openHandle(c, addr)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			info, err := collectInfo(h)
+			if err != nil {
+				return err
+			}
+			return emit(c, info, func(w io.Writer) { printInfo(w, info) })
+		},
+	}
+}
+
+func collectInfo(h *vfio.Handle) (*deviceInfo, error) {
+	d := h.Device
+	pd, err := pci.Get(d.Name())
+	if err != nil {
+		return nil, err
+	}
+	out := &deviceInfo{Address: d.Name(), Backend: h.Backend.String(), ResetMethods: pd.ResetMethods,
+		Flags: flagNames(d.Info().Flags, map[uint32]string{uapi.VFIO_DEVICE_FLAGS_RESET: "reset", uapi.VFIO_DEVICE_FLAGS_PCI: "pci", uapi.VFIO_DEVICE_FLAGS_CAPS: "caps"})}
+	regs, err := d.Regions()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range regs {
+		ri := regionInfo{Index: r.Index, Name: fmt.Sprint(r.Index), Size: r.Size, Offset: r.Offset, Type: r.Type, Subtype: r.Subtype, MSIXMappable: r.MSIXMappable,
+			Flags: flagNames(r.Flags, map[uint32]string{uapi.VFIO_REGION_INFO_FLAG_READ: "read", uapi.VFIO_REGION_INFO_FLAG_WRITE: "write", uapi.VFIO_REGION_INFO_FLAG_MMAP: "mmap", uapi.VFIO_REGION_INFO_FLAG_CAPS: "caps"})}
+		if int(r.Index) < len(regionNames) {
+			ri.Name = regionNames[r.Index]
+		}
+		for _, a := range r.SparseAreas {
+			ri.SparseAreas = append(ri.SparseAreas, [2]uint64{a.Offset, a.Size})
+		}
+		out.Regions = append(out.Regions, ri)
+	}
+	for i := 0; i < int(d.Info().NumIRQs); i++ {
+		irq, err := d.IRQInfo(i)
+		if err != nil {
+			continue // e.g. ERR on a conventional PCI device
+		}
+		ii := irqInfo{Index: irq.Index, Name: fmt.Sprint(i), Count: irq.Count,
+			Flags: flagNames(irq.Flags, map[uint32]string{uapi.VFIO_IRQ_INFO_EVENTFD: "eventfd", uapi.VFIO_IRQ_INFO_MASKABLE: "maskable", uapi.VFIO_IRQ_INFO_AUTOMASKED: "automasked", uapi.VFIO_IRQ_INFO_NORESIZE: "noresize"})}
+		if i < len(irqNames) {
+			ii.Name = irqNames[i]
+		}
+		out.IRQs = append(out.IRQs, ii)
+	}
+	if cfg, err := d.Config(); err == nil {
+		caps, _ := cfg.Capabilities()
+		for _, cp := range caps {
+			n := capNames[cp.ID]
+			if n == "" {
+				n = fmt.Sprintf("id-%#x", cp.ID)
+			}
+			out.Capabilities = append(out.Capabilities, fmt.Sprintf("%s@%#x", n, cp.Offset))
+		}
+	}
+	return out, nil
+}
+
+func printInfo(w io.Writer, in *deviceInfo) {
+	fprintf(w, "device %s via %s: flags %s; reset methods %s; capabilities %s\n\n", in.Address, in.Backend, join(in.Flags), join(in.ResetMethods), join(in.Capabilities))
+	fprintf(w, "REGION\tSIZE\tOFFSET\tFLAGS\tCAPS\n")
+	for _, r := range in.Regions {
+		caps := ""
+		if len(r.SparseAreas) > 0 {
+			caps = fmt.Sprintf("sparse-mmap %v", r.SparseAreas)
+		}
+		if r.Type != 0 {
+			caps += fmt.Sprintf(" type %d/%d", r.Type, r.Subtype)
+		}
+		if r.MSIXMappable {
+			caps += " msix-mappable"
+		}
+		fprintf(w, "%s\t%#x\t%#x\t%s\t%s\n", r.Name, r.Size, r.Offset, join(r.Flags), orDash(caps))
+	}
+	fprintf(w, "\nIRQ\tCOUNT\tFLAGS\n")
+	for _, i := range in.IRQs {
+		fprintf(w, "%s\t%d\t%s\n", i.Name, i.Count, join(i.Flags))
+	}
+}

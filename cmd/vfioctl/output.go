@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vfioctl/vfioctl/pci"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of text"}
+
+// emit prints v as JSON with --json, else calls text.
+func emit(c *cli.Context, v any, text func(w io.Writer)) error {
+	w := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	text(tw)
+	return tw.Flush()
+}
+
+// address parses the command's single PCI address argument.
+func address(c *cli.Context) (string, error) {
+	if c.NArg() != 1 {
+		return "", usagef("%s needs one PCI address, e.g. 0000:00:03.0", c.Command.Name)
+	}
+	a, err := pci.ParseAddress(c.Args().First())
+	if err != nil {
+		return "", usageError{err}
+	}
+	if _, err := pci.Get(a.String()); err != nil {
+		return "", usageError{err}
+	}
+	return a.String(), nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func join(ss []string) string { return orDash(strings.Join(ss, ",")) }
+
+func fprintf(w io.Writer, format string, args ...any) { fmt.Fprintf(w, format, args...) }

@@ -1,0 +1,264 @@
+package guest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// vfioctl runs the CLI in the guest and returns stdout+stderr and the exit code.
+func vfioctl(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("/bin/vfioctl", args...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("vfioctl %v: %v", args, err)
+	}
+	return string(out), 0
+}
+
+// must runs vfioctl and fails unless it exits with want.
+func mustExit(t *testing.T, want int, args ...string) string {
+	t.Helper()
+	out, code := vfioctl(t, args...)
+	if code != want {
+		t.Fatalf("vfioctl %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, want, out)
+	}
+	return out
+}
+
+func sysfsHex(t *testing.T, addr, file string) uint64 {
+	v, err := strconv.ParseUint(sysfsRead(t, "/sys/bus/pci/devices/"+addr+"/"+file), 0, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestCLIListMatchesSysfs compares `vfioctl list --json` with sysfs read
+// directly, for every device, and checks edu, e1000e and nvme are there.
+func TestCLIListMatchesSysfs(t *testing.T) {
+	var devs []struct {
+		Address    string `json:"address"`
+		Vendor     uint64 `json:"vendor"`
+		Device     uint64 `json:"device"`
+		Class      uint64 `json:"class"`
+		Driver     string `json:"driver"`
+		IOMMUGroup int    `json:"iommu_group"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "list", "--json")), &devs); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir("/sys/bus/pci/devices")
+	if len(devs) != len(ents) {
+		t.Fatalf("list shows %d devices, sysfs has %d", len(devs), len(ents))
+	}
+	seen := map[string]bool{}
+	for _, d := range devs {
+		for name, want := range wantDevices {
+			var v, dv uint64
+			if _, err := fmt.Sscanf(want, "0x%x:0x%x", &v, &dv); err == nil && v == d.Vendor && dv == d.Device {
+				seen[name] = true
+			}
+		}
+		if d.Vendor != sysfsHex(t, d.Address, "vendor") || d.Device != sysfsHex(t, d.Address, "device") || d.Class != sysfsHex(t, d.Address, "class") {
+			t.Errorf("%s: list says %x:%x class %x, sysfs differs", d.Address, d.Vendor, d.Device, d.Class)
+		}
+		if d.Driver != sysfsDriver(d.Address) {
+			t.Errorf("%s: list says driver %q, sysfs %q", d.Address, d.Driver, sysfsDriver(d.Address))
+		}
+		grp := -1
+		if l, err := os.Readlink("/sys/bus/pci/devices/" + d.Address + "/iommu_group"); err == nil {
+			grp, _ = strconv.Atoi(filepath.Base(l))
+		}
+		if d.IOMMUGroup != grp {
+			t.Errorf("%s: list says group %d, sysfs %d", d.Address, d.IOMMUGroup, grp)
+		}
+	}
+	for name := range wantDevices {
+		if !seen[name] {
+			t.Errorf("list lacks %s", name)
+		}
+	}
+	text := mustExit(t, 0, "list", "--class", "net")
+	if !strings.Contains(text, findDevice(t, wantDevices["e1000e"])) || strings.Contains(text, findDevice(t, wantDevices["nvme"])) {
+		t.Errorf("list --class net:\n%s", text)
+	}
+	var groups []struct {
+		ID      int      `json:"id"`
+		Devices []string `json:"devices"`
+		Viable  bool     `json:"viable"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "groups", "--json")), &groups); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		viable := true
+		for _, d := range g.Devices {
+			drv := sysfsDriver(d)
+			class := sysfsHex(t, d, "class")
+			if drv != "" && drv != "vfio-pci" && drv != "pci-stub" && class>>8 != 0x0604 {
+				viable = false
+			}
+		}
+		if g.Viable != viable {
+			t.Errorf("group %d %v: groups says viable=%v, its drivers say %v", g.ID, g.Devices, g.Viable, viable)
+		}
+	}
+}
+
+// TestCLIEduSession binds edu, runs dma-test through every backend, and
+// gives it back.
+func TestCLIEduSession(t *testing.T) {
+	addr := findDevice(t, wantDevices["edu"])
+	if sysfsDriver(addr) == "vfio-pci" {
+		mustExit(t, 0, "unbind", addr)
+	}
+	before := sysfsDriver(addr)
+	out := mustExit(t, 0, "bind", addr)
+	if !strings.Contains(out, "/dev/vfio/") {
+		t.Errorf("bind output lacks the group node:\n%s", out)
+	}
+	mustExit(t, 6, "bind", addr) // double bind
+	for _, b := range []string{"auto", "cdev", "group-iommufd", "iommufd-compat", "legacy"} {
+		var rep struct {
+			Backend   string `json:"backend"`
+			Roundtrip string `json:"roundtrip"`
+			IOVA      uint64 `json:"iova"`
+		}
+		if err := json.Unmarshal([]byte(mustExit(t, 0, "dma-test", "--backend", b, "--json", addr)), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Roundtrip != "ok" || (b != "auto" && rep.Backend != b) {
+			t.Errorf("dma-test --backend %s: %+v", b, rep)
+		}
+	}
+	info := mustExit(t, 0, "info", addr)
+	for _, want := range []string{"BAR0", "0x100000", "config", "MSI", "INTx"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("info lacks %q:\n%s", want, info)
+		}
+	}
+	mustExit(t, 0, "unbind", addr)
+	if now := sysfsDriver(addr); now != before {
+		t.Errorf("after unbind the driver is %q, was %q", now, before)
+	}
+	mustExit(t, 6, "unbind", addr) // not bound
+}
+
+func TestCLIBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"bind", "../../../etc/passwd"}, 2, "invalid address"},
+		{[]string{"bind", "0000:00:03.0/../../x"}, 2, "invalid address"},
+		{[]string{"bind", "0000:00:20.0"}, 2, "slot"},
+		{[]string{"info", "zz"}, 2, "invalid address"},
+		{[]string{"bind", "0000:00:1e.7"}, 2, "no such PCI device"},
+		{[]string{"bind"}, 2, "needs one PCI address"},
+		{[]string{"restore", findDevice(t, wantDevices["nvme"])}, 6, "no record"},
+		{[]string{"list", "--class", "toaster"}, 2, "unknown class"},
+		{[]string{"dma-test", "--backend", "magic", findDevice(t, wantDevices["edu"])}, 2, "unknown backend"},
+	} {
+		out, code := vfioctl(t, c.args...)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("vfioctl %s: exit %d %q, want exit %d saying %q", strings.Join(c.args, " "), code, out, c.code, c.says)
+		}
+	}
+}
+
+// TestCLINICSafety: an e1000e that is up with an address is refused; --force
+// takes it; restore gives it back to e1000e and the netdev reappears.
+func TestCLINICSafety(t *testing.T) {
+	addr := findDevice(t, wantDevices["e1000e"])
+	ifaces, err := os.ReadDir("/sys/bus/pci/devices/" + addr + "/net")
+	if err != nil || len(ifaces) != 1 {
+		t.Fatalf("e1000e netdev: %v %v", ifaces, err)
+	}
+	name := ifaces[0].Name()
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	addr4 := &netlink.Addr{IPNet: &net.IPNet{IP: net.IPv4(192, 0, 2, 1), Mask: net.CIDRMask(24, 32)}}
+	if err := netlink.AddrAdd(link, addr4); err != nil {
+		t.Fatal(err)
+	}
+	out := mustExit(t, 3, "bind", addr)
+	if !strings.Contains(out, name) || !strings.Contains(out, "192.0.2.1/24") {
+		t.Errorf("refusal does not name %s and its address:\n%s", name, out)
+	}
+	if sysfsDriver(addr) != "e1000e" {
+		t.Fatalf("a refused bind changed the driver to %q", sysfsDriver(addr))
+	}
+	mustExit(t, 0, "bind", "--force", addr)
+	if _, err := netlink.LinkByName(name); err == nil {
+		t.Errorf("%s still exists after the NIC was bound to vfio-pci", name)
+	}
+	mustExit(t, 0, "restore", addr)
+	if sysfsDriver(addr) != "e1000e" {
+		t.Fatalf("restore left driver %q, want e1000e", sysfsDriver(addr))
+	}
+	waitFor(t, "the e1000e netdev", func() bool {
+		ents, _ := os.ReadDir("/sys/bus/pci/devices/" + addr + "/net")
+		return len(ents) == 1
+	})
+}
+
+// TestCLIDiskSafety: an NVMe namespace that is mounted is refused; after
+// unmounting, bind works and restore gives the disk back.
+func TestCLIDiskSafety(t *testing.T) {
+	addr := findDevice(t, wantDevices["nvme"])
+	var disk string
+	waitFor(t, "the nvme namespace", func() bool {
+		m, _ := filepath.Glob("/sys/bus/pci/devices/" + addr + "/nvme/nvme*/nvme*n1")
+		if len(m) > 0 {
+			disk = filepath.Base(m[0])
+		}
+		return disk != ""
+	})
+	if out, err := exec.Command("/bin/mke2fs", "-q", "/dev/"+disk).CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v %s", err, out)
+	}
+	if err := os.MkdirAll("/mnt/nvme", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("/dev/"+disk, "/mnt/nvme", "ext2", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	out := mustExit(t, 3, "bind", addr)
+	if !strings.Contains(out, "/dev/"+disk) || !strings.Contains(out, "/mnt/nvme") {
+		t.Errorf("refusal does not name the mounted disk:\n%s", out)
+	}
+	if err := unix.Unmount("/mnt/nvme", 0); err != nil {
+		t.Fatal(err)
+	}
+	mustExit(t, 0, "bind", addr)
+	mustExit(t, 0, "restore", addr)
+	if sysfsDriver(addr) != "nvme" {
+		t.Fatalf("restore left driver %q, want nvme", sysfsDriver(addr))
+	}
+	waitFor(t, "the namespace to come back", func() bool {
+		_, err := os.Stat("/dev/" + disk)
+		return err == nil
+	})
+}
