@@ -329,6 +329,15 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	if err := addBusybox(a); err != nil {
 		return err
 	}
+	// The PCI ID database (pciutils), so the guest shows device names.
+	for _, p := range []string{"/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"} {
+		if fileExists(p) {
+			if err := addFile(a, "usr/share/misc/pci.ids", p); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile}, spec.Env...)}
 	for _, pkg := range spec.Packages {
 		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")

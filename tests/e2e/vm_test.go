@@ -46,3 +46,29 @@ func TestVM(t *testing.T) {
 		}
 	}
 }
+
+// TestVMBenchmarks runs the guest benchmarks (legacy kernel, intel-iommu)
+// and logs their results; `make bench` shows them.
+func TestVMBenchmarks(t *testing.T) {
+	benchtime := os.Getenv("VFIOCTL_BENCHTIME")
+	if benchtime == "" {
+		benchtime = "200ms"
+	}
+	res := qemu.Run(t, qemu.Spec{
+		Kernel:   "legacy",
+		Profile:  "intel",
+		Packages: guestPackages,
+		TestArgs: []string{"-test.run=^$", "-test.bench=.", "-test.benchmem", "-test.benchtime=" + benchtime},
+		Timeout:  8 * time.Minute,
+	})
+	for _, c := range res.Commands {
+		for _, l := range strings.Split(c.Output, "\n") {
+			if strings.HasPrefix(l, "Benchmark") {
+				t.Log(l)
+			}
+		}
+		if !strings.Contains(c.Output, "BenchmarkMap256M/one-call") {
+			t.Errorf("the benchmarks did not all run:\n%s", c.Output)
+		}
+	}
+}
