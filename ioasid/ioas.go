@@ -198,3 +198,12 @@ func (f *FD) ChangeProcess() error {
 }
 
 var _ dma.Mapper = (*IOAS)(nil)
+
+// IOASByID wraps an existing IOAS of f by id (for example one a parent
+// process allocated on an inherited iommufd). Close does not destroy it.
+func (f *FD) IOASByID(id uint32) (*IOAS, error) {
+	if _, err := f.fd.Int(); err != nil {
+		return nil, err
+	}
+	return &IOAS{fd: f, id: id, borrowed: true}, nil
+}

@@ -63,10 +63,17 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 
 // AttachPT is VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the bound device to an
 // IOAS or HWPT by id. It returns the id the kernel attached to (attaching to
-// an IOAS yields the automatically created HWPT).
+// an IOAS yields the automatically created HWPT). Attaching an attached
+// device replaces its page table in place; some IOMMU drivers
+// (virtio-iommu in Linux 6.12) refuse that with EADDRINUSE: DetachPT first.
 func (d *Device) AttachPT(id uint32) (uint32, error) {
 	a := uapi.VfioDeviceAttachIommufdPt{Argsz: uint32(unsafe.Sizeof(uapi.VfioDeviceAttachIommufdPt{})), PtId: id}
-	if err := d.ioctl("VFIO_DEVICE_ATTACH_IOMMUFD_PT", uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, unsafe.Pointer(&a), fmt.Sprintf("pt %d", id)); err != nil {
+	err := d.ioctl("VFIO_DEVICE_ATTACH_IOMMUFD_PT", uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, unsafe.Pointer(&a), fmt.Sprintf("pt %d", id))
+	var ke *kernel.Error
+	if errors.As(err, &ke) && errors.Is(err, unix.EADDRINUSE) {
+		ke.Hint = "the device is attached elsewhere and this IOMMU cannot replace its page table in place: DetachPT first"
+	}
+	if err != nil {
 		return 0, err
 	}
 	return a.PtId, nil
