@@ -47,7 +47,7 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 		e := &kernel.Error{Op: "VFIO_DEVICE_BIND_IOMMUFD", Object: d.name, Args: fmt.Sprintf("iommufd %d", ifd), Err: err}
 		switch {
 		case errors.Is(err, unix.EPERM):
-			e.Hint = "the IOMMU lacks interrupt remapping: boot with iommufd.allow_unsafe_interrupts=1 if you accept the risk"
+			e.Hint = unsafeInterruptsHint
 		case errors.Is(err, unix.EBUSY):
 			e.Hint = "the device is already open through its group or bound"
 		case errors.Is(err, unix.ENOTTY):

@@ -132,7 +132,7 @@ func (c *Container) SetIOMMU(t IOMMUType) error {
 		e := &kernel.Error{Op: "VFIO_SET_IOMMU", Object: c.fd.Name(), Args: t.String(), Err: err}
 		switch {
 		case errors.Is(err, unix.EPERM):
-			e.Hint = "the IOMMU lacks interrupt remapping: boot with vfio_iommu_type1.allow_unsafe_interrupts=1 (and iommufd.allow_unsafe_interrupts=1) if you accept the risk"
+			e.Hint = unsafeInterruptsHint
 		case errors.Is(err, unix.EINVAL):
 			e.Hint = "attach a group with Group.SetContainer first"
 		}

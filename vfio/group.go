@@ -109,6 +109,10 @@ func (g *Group) CheckViable() error {
 	return &GroupNotViableError{Group: g.id, Blockers: blockers}
 }
 
+// unsafeInterruptsHint explains EPERM from an IOMMU without interrupt
+// remapping, where VFIO refuses devices unless told otherwise.
+const unsafeInterruptsHint = "the IOMMU lacks interrupt remapping, so a device could forge MSIs: boot with vfio_iommu_type1.allow_unsafe_interrupts=1 and iommufd.allow_unsafe_interrupts=1 if you accept the risk"
+
 // FDer is anything with a file descriptor: a *Container, or an
 // *ioasid.FD (iommufd) used as a container.
 type FDer interface {
@@ -133,7 +137,7 @@ func (g *Group) SetContainer(c FDer) error {
 		case errors.Is(err, unix.EBUSY):
 			e.Hint = "the group already has a container"
 		case errors.Is(err, unix.EPERM):
-			e.Hint = "the IOMMU lacks interrupt remapping: boot with iommufd.allow_unsafe_interrupts=1 if you accept the risk"
+			e.Hint = unsafeInterruptsHint
 		}
 		return e
 	}
@@ -159,6 +163,9 @@ func (g *Group) Device(name string) (*Device, error) {
 	r, err := g.fd.Ioctl(uapi.VFIO_GROUP_GET_DEVICE_FD, uintptr(unsafe.Pointer(&b[0])))
 	if err != nil {
 		e := &kernel.Error{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: name, Err: err}
+		if errors.Is(err, unix.EPERM) {
+			e.Hint = unsafeInterruptsHint
+		}
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
 			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
 				e.Hint = "group " + fmt.Sprint(g.id) + " holds " + strings.Join(devs, ", ") + " and needs a container with an IOMMU set"

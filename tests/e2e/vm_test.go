@@ -45,6 +45,19 @@ func TestVM(t *testing.T) {
 			})
 		}
 	}
+	// virtio-iommu without the allow_unsafe_interrupts parameters: every
+	// mode must be refused, saying why.
+	t.Run("legacy/virtio-no-unsafe-interrupts", func(t *testing.T) {
+		qemu.Run(t, qemu.Spec{
+			Kernel:             "legacy",
+			Profile:            "virtio",
+			OmitProfileCmdline: true,
+			Packages:           guestPackages,
+			TestArgs:           []string{"-test.run=^TestUnsafeInterruptsRefused$"},
+			Env:                []string{"VFIOCTL_EXPECT_NO_UNSAFE=1"},
+			Timeout:            3 * time.Minute,
+		})
+	})
 }
 
 // TestVMBenchmarks runs the guest benchmarks (legacy kernel, intel-iommu)

@@ -148,3 +148,23 @@ func TestGroupNotViable(t *testing.T) {
 		t.Errorf("error %v: want one blocker in group %d", err, n)
 	}
 }
+
+// TestUnsafeInterruptsRefused runs in the virtio-iommu boot without
+// allow_unsafe_interrupts (TestVM/legacy/virtio-no-unsafe-interrupts):
+// virtio-iommu has no interrupt remapping, so every mode must be refused
+// with EPERM and an error that says why and what to do.
+func TestUnsafeInterruptsRefused(t *testing.T) {
+	if os.Getenv("VFIOCTL_EXPECT_NO_UNSAFE") == "" {
+		t.Skip("runs in its own boot: TestVM/legacy/virtio-no-unsafe-interrupts")
+	}
+	forModes(t, func(t *testing.T, m mode) {
+		h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+		if err == nil {
+			h.Close()
+		}
+		expect(t, "open without interrupt remapping", err, unix.EPERM, "interrupt remapping", "allow_unsafe_interrupts=1")
+		if open := kernel.Open(); len(open) > 0 {
+			t.Errorf("a refused open leaked %v", open)
+		}
+	})
+}

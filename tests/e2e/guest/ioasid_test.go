@@ -283,10 +283,18 @@ func TestMemlockLimit(t *testing.T) {
 	}
 	e := openEdu(t, cdevMode)
 	ifd, _ := e.IOMMUFD.FD()
+	// Hand the child a dup: an *os.File owns its fd and its finalizer
+	// would close the number under the iommufd's feet.
+	dup, err := unix.Dup(ifd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passed := os.NewFile(uintptr(dup), "iommufd")
+	defer passed.Close()
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run=^TestMemlockLimit$")
 	cmd.Env = append(os.Environ(), "VFIOCTL_MEMLOCK_CHILD=1", "VFIOCTL_IOAS="+strconv.Itoa(int(e.IOAS.ID())))
-	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(ifd), "iommufd")}
+	cmd.ExtraFiles = []*os.File{passed}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

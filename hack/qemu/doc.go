@@ -1,0 +1,13 @@
+// Package qemu is vfioctl's e2e harness: it builds the guest kernels
+// (kernel.sh, cached by version and config hash), packs a Go init, the test
+// binaries and busybox into an initramfs, boots QEMU q35 with a vIOMMU
+// profile (intel, amd, virtio) and the edu, e1000e and nvme devices, and
+// reports each guest test as a host subtest.
+//
+// One boot per (kernel, profile) runs every guest package; the guest's
+// results travel on the second serial port, framed per command, while the
+// kernel console goes to a log kept when anything fails. KVM is used where
+// QEMU can really start it, TCG otherwise.
+//
+//	qemu.Run(t, qemu.Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./tests/e2e/guest"}})
+package qemu

@@ -1,0 +1,73 @@
+package vfio_test
+
+import (
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/vfioctl/vfioctl/dma"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// The whole flow of a userspace driver: open a device bound to vfio-pci,
+// give it memory at an IOVA the IOMMU allows, program it through BAR0 and
+// wait for its MSI. (QEMU's edu device: DMA 64 bytes from RAM into it.)
+func Example() {
+	h, err := vfio.Open("0000:00:03.0", nil) // cdev+iommufd, else group+iommufd, else legacy
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+
+	buf, err := dma.Alloc(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer buf.Close()
+	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	if err != nil {
+		log.Fatal(err)
+	}
+	iova, err := alloc.Alloc(uint64(buf.Len()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+		log.Fatal(err)
+	}
+	defer h.Mapper.Unmap(iova, uint64(buf.Len()))
+
+	cfg, err := h.Device.Config()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cfg.EnableBusMaster(); err != nil {
+		log.Fatal(err)
+	}
+	bar0, err := h.Device.Region(vfio.BAR0Region)
+	if err != nil {
+		log.Fatal(err)
+	}
+	mmio, err := bar0.Map()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mmio.Unmap()
+
+	msi, err := vfio.NewEventfd()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer msi.Close()
+	if err := h.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
+		log.Fatal(err)
+	}
+	mmio.Store64(0x80, iova)    // DMA source: our buffer
+	mmio.Store64(0x88, 0x40000) // destination: edu's internal buffer
+	mmio.Store64(0x90, 64)      // bytes
+	mmio.Store64(0x98, 1|4)     // start, raise an interrupt when done
+	if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
+		log.Fatalf("no interrupt: %v", err)
+	}
+	fmt.Println("DMA done via", h.Backend)
+}
