@@ -131,22 +131,9 @@ func (s *IOAS) mapAt(iova uint64, mem []byte, perm dma.Perm, flags uint32) (uint
 		Iova:   iova,
 	}
 	if _, err := s.fd.fd.Ioctl(uapi.IOMMU_IOAS_MAP, uintptr(unsafe.Pointer(&m))); err != nil {
-		return 0, mapError("IOMMU_IOAS_MAP", s, iova, uint64(len(mem)), err)
+		return 0, kernel.MapError("IOMMU_IOAS_MAP", s.fd.Name(), fmt.Sprintf("ioas %d iova=%#x size=%#x", s.id, iova, len(mem)), err)
 	}
 	return m.Iova, nil
-}
-
-func mapError(op string, s *IOAS, iova, size uint64, err error) error {
-	e := &kernel.Error{Op: op, Object: s.fd.Name(), Args: fmt.Sprintf("ioas %d iova=%#x size=%#x", s.id, iova, size), Err: err}
-	switch {
-	case errors.Is(err, unix.ENOMEM):
-		e.Hint = "pinning would exceed RLIMIT_MEMLOCK: raise it (ulimit -l, or LimitMEMLOCK= in a systemd unit) or map less"
-	case errors.Is(err, unix.EEXIST):
-		e.Hint = "the range overlaps an existing mapping"
-	case errors.Is(err, unix.EINVAL):
-		e.Hint = "iova and size must be aligned to the IOAS alignment, and the range inside its IOVA ranges"
-	}
-	return e
 }
 
 // Copy is IOMMU_IOAS_COPY: map into dst at dstIOVA the pages that the

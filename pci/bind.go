@@ -24,27 +24,12 @@ var (
 	ErrAlreadyBound = errors.New("already bound to vfio-pci")
 	ErrNotBound     = errors.New("not bound to vfio-pci")
 	ErrNoRecord     = errors.New("no record of a previous driver (it was not bound by vfioctl)")
-	ErrNotViable    = errors.New("IOMMU group would not be viable")
+	ErrNotViable    = sysfs.ErrNotViable
 	ErrBusy         = errors.New("device nodes are open")
 )
 
 // NotViableError names the group members that would keep a group unusable.
-type NotViableError struct {
-	Address  string
-	Group    int
-	Blockers []sysfs.Blocker
-}
-
-func (e *NotViableError) Error() string {
-	var parts []string
-	for _, b := range e.Blockers {
-		parts = append(parts, b.Device+" (driver "+b.Driver+")")
-	}
-	return fmt.Sprintf("binding %s alone leaves IOMMU group %d not viable: %s share(s) the group; bind the whole group (--group) or unbind them",
-		e.Address, e.Group, strings.Join(parts, ", "))
-}
-
-func (e *NotViableError) Is(t error) bool { return t == ErrNotViable }
+type NotViableError = sysfs.NotViableError
 
 // BusyError names the processes holding a device's VFIO nodes open.
 type BusyError struct {

@@ -249,23 +249,9 @@ func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 		m.Flags |= uapi.VFIO_DMA_MAP_FLAG_WRITE
 	}
 	if _, err := c.fd.Ioctl(uapi.VFIO_IOMMU_MAP_DMA, uintptr(unsafe.Pointer(&m))); err != nil {
-		return mapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), iova, uint64(len(mem)), err)
+		return kernel.MapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), fmt.Sprintf("iova=%#x size=%#x", iova, len(mem)), err)
 	}
 	return nil
-}
-
-// mapError explains the common map failures.
-func mapError(op, obj string, iova, size uint64, err error) error {
-	e := &kernel.Error{Op: op, Object: obj, Args: fmt.Sprintf("iova=%#x size=%#x", iova, size), Err: err}
-	switch {
-	case errors.Is(err, unix.ENOMEM):
-		e.Hint = "pinning would exceed RLIMIT_MEMLOCK: raise it (ulimit -l, or LimitMEMLOCK= in a systemd unit) or map less"
-	case errors.Is(err, unix.EEXIST):
-		e.Hint = "the range overlaps an existing mapping"
-	case errors.Is(err, unix.EINVAL):
-		e.Hint = "iova, size and address must be aligned to the IOMMU page size, and the range inside the IOVA ranges"
-	}
-	return e
 }
 
 // Unmap is VFIO_IOMMU_UNMAP_DMA for [iova, iova+size). Unmapping a range

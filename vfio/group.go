@@ -13,29 +13,12 @@ import (
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
-// ErrGroupNotViable is wrapped by GroupNotViableError.
-var ErrGroupNotViable = errors.New("IOMMU group is not viable")
+// ErrGroupNotViable matches GroupNotViableError.
+var ErrGroupNotViable = sysfs.ErrNotViable
 
 // GroupNotViableError says which group members keep a group from being
 // usable: each is bound to a host driver other than vfio-pci or pci-stub.
-type GroupNotViableError struct {
-	Group    int
-	Blockers []sysfs.Blocker
-}
-
-func (e *GroupNotViableError) Error() string {
-	var parts []string
-	for _, b := range e.Blockers {
-		parts = append(parts, b.Device+" (bound to "+b.Driver+")")
-	}
-	s := fmt.Sprintf("IOMMU group %d is not viable", e.Group)
-	if len(parts) > 0 {
-		s += ": " + strings.Join(parts, ", ") + " must be unbound or bound to vfio-pci (vfioctl bind --group)"
-	}
-	return s
-}
-
-func (e *GroupNotViableError) Is(target error) bool { return target == ErrGroupNotViable }
+type GroupNotViableError = sysfs.NotViableError
 
 // Group is a VFIO group, /dev/vfio/N: the unit of isolation the IOMMU can
 // guarantee.

@@ -9,6 +9,7 @@ import (
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/edu"
 	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 type dmaReport struct {
@@ -31,67 +32,64 @@ func dmaTestCommand() *cli.Command {
    vfioctl dma-test --backend legacy --json 0000:00:03.0`,
 		Flags: []cli.Flag{jsonFlag, backendFlag, &cli.IntFlag{Name: "size", Value: 8192, Usage: "bytes to map"}},
 		Action: func(c *cli.Context) error {
-			addr, err := address(c)
-			if err != nil {
-				return err
-			}
 			if c.Int("size") <= 0 {
 				return usagef("--size must be positive")
 			}
-			h, err := openHandle(c, addr)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			rep := dmaReport{Address: addr, Backend: h.Backend.String()}
-			if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
-				return err
-			}
-			if rep.Alignment, err = h.Mapper.Alignment(); err != nil {
-				return err
-			}
-			alloc, err := dma.NewAllocator(rep.IOVARanges, rep.Alignment)
-			if err != nil {
-				return err
-			}
-			d, _ := pci.Get(addr)
-			isEdu := d.Vendor == edu.Vendor && d.Device == edu.Device
-			if isEdu {
-				alloc.Limit(edu.DMAMask)
-			}
-			buf, err := dma.Alloc(c.Int("size"))
-			if err != nil {
-				return err
-			}
-			defer buf.Close()
-			if rep.IOVA, err = alloc.Alloc(uint64(buf.Len())); err != nil {
-				return err
-			}
-			if err := h.Mapper.Map(rep.IOVA, buf.Bytes(), dma.ReadWrite); err != nil {
-				return err
-			}
-			rep.Mapped = uint64(buf.Len())
-			rep.Roundtrip = "not run: not an edu device"
-			if isEdu && buf.Len() >= 8192 {
-				e, err := edu.Open(h.Device)
-				if err != nil {
-					return err
-				}
-				defer e.Close()
-				if err := e.Roundtrip(buf, rep.IOVA, 2048); err != nil {
-					return fmt.Errorf("DMA roundtrip through IOVA %#x: %w", rep.IOVA, err)
-				}
-				rep.Roundtrip = "ok"
-			}
-			if err := h.Mapper.Unmap(rep.IOVA, rep.Mapped); err != nil {
-				return err
-			}
-			return emit(c, rep, func(w io.Writer) {
-				fprintf(w, "%s via %s\nIOVA ranges %v, alignment %#x\nmapped %d bytes at IOVA %#x, unmapped\nDMA roundtrip: %s\n",
-					rep.Address, rep.Backend, rep.IOVARanges, rep.Alignment, rep.Mapped, rep.IOVA, rep.Roundtrip)
-			})
+			return withDevice(c, func(addr string, h *vfio.Handle) error { return dmaTest(c, addr, h) })
 		},
 	}
+}
+
+// dmaTest maps a buffer through h's Mapper and, for edu, DMAs through it.
+func dmaTest(c *cli.Context, addr string, h *vfio.Handle) error {
+	var err error
+	rep := dmaReport{Address: addr, Backend: h.Backend.String()}
+	if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
+		return err
+	}
+	if rep.Alignment, err = h.Mapper.Alignment(); err != nil {
+		return err
+	}
+	alloc, err := dma.NewAllocator(rep.IOVARanges, rep.Alignment)
+	if err != nil {
+		return err
+	}
+	d, _ := pci.Get(addr)
+	isEdu := d.Vendor == edu.Vendor && d.Device == edu.Device
+	if isEdu {
+		alloc.Limit(edu.DMAMask)
+	}
+	buf, err := dma.Alloc(c.Int("size"))
+	if err != nil {
+		return err
+	}
+	defer buf.Close()
+	if rep.IOVA, err = alloc.Alloc(uint64(buf.Len())); err != nil {
+		return err
+	}
+	if err := h.Mapper.Map(rep.IOVA, buf.Bytes(), dma.ReadWrite); err != nil {
+		return err
+	}
+	rep.Mapped = uint64(buf.Len())
+	rep.Roundtrip = "not run: not an edu device"
+	if isEdu && buf.Len() >= 8192 {
+		e, err := edu.Open(h.Device)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		if err := e.Roundtrip(buf, rep.IOVA, 2048); err != nil {
+			return fmt.Errorf("DMA roundtrip through IOVA %#x: %w", rep.IOVA, err)
+		}
+		rep.Roundtrip = "ok"
+	}
+	if err := h.Mapper.Unmap(rep.IOVA, rep.Mapped); err != nil {
+		return err
+	}
+	return emit(c, rep, func(w io.Writer) {
+		fprintf(w, "%s via %s\nIOVA ranges %v, alignment %#x\nmapped %d bytes at IOVA %#x, unmapped\nDMA roundtrip: %s\n",
+			rep.Address, rep.Backend, rep.IOVARanges, rep.Alignment, rep.Mapped, rep.IOVA, rep.Roundtrip)
+	})
 }
 
 func resetCommand() *cli.Command {
@@ -102,36 +100,32 @@ func resetCommand() *cli.Command {
    vfioctl reset 0000:00:04.0`,
 		Flags: []cli.Flag{backendFlag, &cli.BoolFlag{Name: "hot", Usage: "PCI hot (bus or slot) reset"}},
 		Action: func(c *cli.Context) error {
-			addr, err := address(c)
-			if err != nil {
-				return err
-			}
-			h, err := openHandle(c, addr)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			if c.Bool("hot") {
-				deps, err := h.Device.HotResetInfo()
-				if err != nil {
-					return err
-				}
-				if h.Group != nil {
-					err = h.Device.HotReset(h.Group)
-				} else {
-					err = h.Device.HotReset()
-				}
-				if err != nil {
-					return err
-				}
-				fprintf(c.App.Writer, "%s: hot reset (%d devices affected)\n", addr, len(deps))
-				return nil
-			}
-			if err := h.Device.Reset(); err != nil {
-				return err
-			}
-			fprintf(c.App.Writer, "%s: reset\n", addr)
-			return nil
+			return withDevice(c, func(addr string, h *vfio.Handle) error { return reset(c, addr, h) })
 		},
 	}
+}
+
+// reset resets h's device, by function or (--hot) by bus or slot.
+func reset(c *cli.Context, addr string, h *vfio.Handle) error {
+	if c.Bool("hot") {
+		deps, err := h.Device.HotResetInfo()
+		if err != nil {
+			return err
+		}
+		if h.Group != nil {
+			err = h.Device.HotReset(h.Group)
+		} else {
+			err = h.Device.HotReset()
+		}
+		if err != nil {
+			return err
+		}
+		fprintf(c.App.Writer, "%s: hot reset (%d devices affected)\n", addr, len(deps))
+		return nil
+	}
+	if err := h.Device.Reset(); err != nil {
+		return err
+	}
+	fprintf(c.App.Writer, "%s: reset\n", addr)
+	return nil
 }

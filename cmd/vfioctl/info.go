@@ -13,6 +13,21 @@ import (
 
 var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev, group-iommufd, iommufd-compat or legacy"}
 
+// withDevice parses the address argument, opens the bound device through
+// the chosen backend, runs f and closes the device.
+func withDevice(c *cli.Context, f func(addr string, h *vfio.Handle) error) error {
+	addr, err := address(c)
+	if err != nil {
+		return err
+	}
+	h, err := openHandle(c, addr)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return f(addr, h)
+}
+
 // openHandle opens the bound device through the chosen backend.
 func openHandle(c *cli.Context, addr string) (*vfio.Handle, error) {
 	b, err := vfio.ParseBackend(c.String("backend"))
@@ -30,15 +45,15 @@ func openHandle(c *cli.Context, addr string) (*vfio.Handle, error) {
 }
 
 type regionInfo struct {
-	Index        uint32   `json:"index"`
-	Name         string   `json:"name"`
-	Size         uint64   `json:"size"`
-	Offset       uint64   `json:"offset"`
-	Flags        []string `json:"flags"`
+	Index        uint32      `json:"index"`
+	Name         string      `json:"name"`
+	Size         uint64      `json:"size"`
+	Offset       uint64      `json:"offset"`
+	Flags        []string    `json:"flags"`
 	SparseAreas  [][2]uint64 `json:"sparse_mmap_areas,omitempty"`
-	Type         uint32   `json:"type,omitempty"`
-	Subtype      uint32   `json:"subtype,omitempty"`
-	MSIXMappable bool     `json:"msix_mappable,omitempty"`
+	Type         uint32      `json:"type,omitempty"`
+	Subtype      uint32      `json:"subtype,omitempty"`
+	MSIXMappable bool        `json:"msix_mappable,omitempty"`
 }
 
 type irqInfo struct {
@@ -84,20 +99,13 @@ func infoCommand() *cli.Command {
    vfioctl info 0000:00:03.0`,
 		Flags: []cli.Flag{jsonFlag, backendFlag},
 		Action: func(c *cli.Context) error {
-			addr, err := address(c)
-			if err != nil {
-				return err
-			}
-			h, err := openHandle(c, addr)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			info, err := collectInfo(h)
-			if err != nil {
-				return err
-			}
-			return emit(c, info, func(w io.Writer) { printInfo(w, info) })
+			return withDevice(c, func(_ string, h *vfio.Handle) error {
+				info, err := collectInfo(h)
+				if err != nil {
+					return err
+				}
+				return emit(c, info, func(w io.Writer) { printInfo(w, info) })
+			})
 		},
 	}
 }

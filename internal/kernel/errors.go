@@ -3,6 +3,8 @@ package kernel
 import (
 	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrClosed is returned for any use of an object after its Close.
@@ -65,4 +67,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // it only on the failure path so the success path does not allocate.
 func Errorf(op, object string, err error, format string, args ...any) error {
 	return &Error{Op: op, Object: object, Err: err, Args: fmt.Sprintf(format, args...)}
+}
+
+// MapError explains a failed DMA map (type1 MAP_DMA or iommufd IOAS_MAP):
+// the errno, and what to do for the common ones.
+func MapError(op, object, args string, err error) error {
+	e := &Error{Op: op, Object: object, Args: args, Err: err}
+	switch {
+	case errors.Is(err, unix.ENOMEM):
+		e.Hint = "pinning would exceed RLIMIT_MEMLOCK: raise it (ulimit -l, or LimitMEMLOCK= in a systemd unit) or map less"
+	case errors.Is(err, unix.EEXIST):
+		e.Hint = "the range overlaps an existing mapping"
+	case errors.Is(err, unix.EINVAL):
+		e.Hint = "iova, size and address must be aligned to the IOMMU page size, and the range inside the IOVA ranges"
+	}
+	return e
 }

@@ -4,6 +4,8 @@
 package sysfs
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -95,3 +97,33 @@ func DeviceCdev(bdf string) string {
 	}
 	return ents[0].Name()
 }
+
+// ErrNotViable is matched by NotViableError.
+var ErrNotViable = errors.New("IOMMU group is not viable")
+
+// NotViableError names the group members whose drivers keep an IOMMU group
+// from being usable by VFIO. Address, when set, is the device whose binding
+// was refused.
+type NotViableError struct {
+	Address  string
+	Group    int
+	Blockers []Blocker
+}
+
+func (e *NotViableError) Error() string {
+	var parts []string
+	for _, b := range e.Blockers {
+		parts = append(parts, b.Device+" (driver "+b.Driver+")")
+	}
+	if e.Address != "" {
+		return fmt.Sprintf("binding %s alone leaves IOMMU group %d not viable: %s share(s) the group; bind the whole group (--group) or unbind them",
+			e.Address, e.Group, strings.Join(parts, ", "))
+	}
+	s := fmt.Sprintf("IOMMU group %d is not viable", e.Group)
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ") + " must be unbound or bound to vfio-pci (vfioctl bind --group)"
+	}
+	return s
+}
+
+func (e *NotViableError) Is(target error) bool { return target == ErrNotViable }
