@@ -262,3 +262,53 @@ func TestCLIDiskSafety(t *testing.T) {
 		return err == nil
 	})
 }
+
+// TestCLIUnbindBusy: while a process holds the group node, unbind refuses
+// with exit 5 and names the process instead of hanging.
+func TestCLIUnbindBusy(t *testing.T) {
+	addr := eduAddr(t)
+	grp := filepath.Base(must(os.Readlink("/sys/bus/pci/devices/" + addr + "/iommu_group")))
+	f, err := os.OpenFile("/dev/vfio/"+grp, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mustExit(t, 5, "unbind", addr)
+	f.Close()
+	if !strings.Contains(out, "pid "+strconv.Itoa(os.Getpid())) || !strings.Contains(out, "/dev/vfio/"+grp) {
+		t.Errorf("busy refusal does not name this process and the node:\n%s", out)
+	}
+	mustExit(t, 0, "unbind", addr)
+}
+
+// TestCLIBindGroup: the ICH9 functions share a group under intel-iommu;
+// bind --group takes all three (ahci has no disk attached, so nothing is in
+// use), and restore gives the SATA controller back to ahci.
+func TestCLIBindGroup(t *testing.T) {
+	if Profile != "intel" {
+		t.Skip("the ICH9 functions share a group only under intel-iommu")
+	}
+	out := mustExit(t, 0, "bind", "--group", "--json", "0000:00:1f.0")
+	var bound []struct {
+		Address  string `json:"address"`
+		Previous string `json:"previous_driver"`
+	}
+	if err := json.Unmarshal([]byte(out), &bound); err != nil {
+		t.Fatal(err)
+	}
+	if len(bound) != 3 {
+		t.Fatalf("bind --group bound %+v, want the three ICH9 functions", bound)
+	}
+	for _, b := range bound {
+		if sysfsDriver(b.Address) != "vfio-pci" {
+			t.Errorf("%s: driver %q after bind --group", b.Address, sysfsDriver(b.Address))
+		}
+		if b.Previous != "" {
+			mustExit(t, 0, "restore", b.Address)
+		} else {
+			mustExit(t, 0, "unbind", b.Address)
+		}
+	}
+	if sysfsDriver("0000:00:1f.2") != "ahci" {
+		t.Errorf("00:1f.2 driver %q after restore, want ahci", sysfsDriver("0000:00:1f.2"))
+	}
+}

@@ -346,3 +346,76 @@ func mustAtoi(s string) uint32 {
 	}
 	return uint32(n)
 }
+
+// TestType1DirtyPages: the legacy type1 container reports the migration
+// capability and tracks writes; iommufd's compat container does not offer
+// it and says so.
+func TestType1DirtyPages(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		if m.backend != vfio.Legacy && m.backend != vfio.IOMMUFDCompat || m.iommu != vfio.Type1v2 {
+			t.Skip("type1v2 containers only")
+		}
+		e := openEdu(t, m)
+		info, err := e.Container.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, iova := e.mapBuf(t, 8192)
+		defer buf.Close()
+		err = e.Container.StartDirtyTracking()
+		if info.Migration == nil {
+			if !errors.Is(err, ioasid.ErrNotSupported) {
+				t.Fatalf("no migration capability, but StartDirtyTracking = %v", err)
+			}
+			t.Logf("%s: %v", m.name, err)
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Container.StopDirtyTracking()
+		if _, err := e.Container.DirtyBitmap(iova, 8192, 4096); err != nil { // clear what start marked
+			t.Fatal(err)
+		}
+		e.dma(t, edu.Buffer, iova+4096, 64, edu.CmdToRAM)
+		bm, err := e.Container.DirtyBitmap(iova, 8192, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// type1 cannot see device writes: it reports every pinned page of
+		// the range dirty, so page 1 must be set.
+		if bm[0]&2 == 0 {
+			t.Fatalf("dirty bitmap %b: the written page is not dirty", bm[0])
+		}
+		t.Logf("%s: migration cap %+v, bitmap %b", m.name, *info.Migration, bm[0])
+	})
+}
+
+// TestFaultQueueAndHotResetInfo: a fault queue (6.11) allocates and closes
+// cleanly (no vIOMMU here delivers I/O page faults to read), and hot reset
+// info either lists the affected devices or says why none is possible.
+func TestFaultQueueAndHotResetInfo(t *testing.T) {
+	e := openEdu(t, cdevMode)
+	q, err := e.IOMMUFD.AllocFaultQueue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deps, err := e.Handle.Device.HotResetInfo()
+	switch {
+	case err == nil:
+		found := false
+		for _, d := range deps {
+			found = found || d.Address() == e.Handle.Device.Name()
+		}
+		if !found {
+			t.Errorf("hot reset info %+v does not include the device itself", deps)
+		}
+	case errors.Is(err, unix.ENODEV):
+		t.Logf("no bus or slot reset for %s: %v", e.Handle.Device.Name(), err)
+	default:
+		t.Fatalf("HotResetInfo: %v", err)
+	}
+}
