@@ -26,8 +26,8 @@ func (c *Container) dirtyPages(flags uint32, what string) error {
 
 func (c *Container) dirtyError(what string, err error) error {
 	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
-		return &kernel.NotSupportedError{Feature: "VFIO_IOMMU_DIRTY_PAGES on " + c.fd.Name(), Version: "5.8",
-			Reason: "the container does not track dirty pages (iommufd's compat container never does: use HWPT dirty tracking)"}
+		return &kernel.NotSupportedError{Feature: "VFIO_IOMMU_DIRTY_PAGES on " + c.fd.Name(),
+			Reason: "this container does not track dirty pages (the type1 container does since Linux 5.8; iommufd's compat container never does: use HWPT dirty tracking)"}
 	}
 	return &kernel.Error{Op: "VFIO_IOMMU_DIRTY_PAGES", Object: c.fd.Name(), Args: what, Err: err}
 }

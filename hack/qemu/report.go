@@ -11,7 +11,8 @@ import (
 // Run boots spec and reports every top-level test of the guest's test
 // binaries as a subtest of t, so a guest failure fails the host run with
 // the guest's output. A VM that hangs, panics or never finishes fails t with
-// the tail of the console log, which is kept under ArtifactDir.
+// the tail of the console log, which is kept under ArtifactDir with the
+// guest's output (kept for passing boots too with VFIOCTL_E2E_KEEP=1).
 func Run(t *testing.T, spec Spec) *Result {
 	t.Helper()
 	res, err := Boot(context.Background(), spec)
@@ -51,7 +52,7 @@ func Run(t *testing.T, spec Spec) *Result {
 			t.Errorf("guest %s ran no test:\n%s", c.Name, c.Output)
 		}
 	}
-	if res.Err != nil || t.Failed() {
+	if res.Err != nil || t.Failed() || os.Getenv("VFIOCTL_E2E_KEEP") != "" {
 		saveResults(spec, res)
 	}
 	if res.Err != nil {
