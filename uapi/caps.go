@@ -51,16 +51,6 @@ func Caps(buf []byte, first, minOffset uint32) ([]Cap, error) {
 	return caps, nil
 }
 
-// FindCap returns the first capability with the given ID.
-func FindCap(caps []Cap, id uint16) (Cap, bool) {
-	for _, c := range caps {
-		if c.ID == id {
-			return c, true
-		}
-	}
-	return Cap{}, false
-}
-
 // CapAs decodes a capability's fixed part into T (a struct of this package
 // beginning with VfioInfoCapHeader), checking that the buffer holds it.
 func CapAs[T any](c Cap) (*T, error) {
