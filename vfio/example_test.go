@@ -1,13 +1,26 @@
 package vfio_test
 
 import (
+	"flag"
 	"fmt"
 	"log"
+	"os"
+	"testing"
 	"time"
 
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/vfio"
 )
+
+// TestMain runs the examples only inside the e2e VM (go test ./tests/e2e
+// boots it and runs this package there), where the edu device exists.
+func TestMain(m *testing.M) {
+	if os.Getenv("VFIOCTL_GUEST") == "" {
+		fmt.Println("vfio examples drive a real device: they run in the e2e VM (go test ./tests/e2e)")
+		flag.Set("test.run", "^$")
+	}
+	os.Exit(m.Run())
+}
 
 // The whole flow of a userspace driver: open a device bound to vfio-pci,
 // give it memory at an IOVA the IOMMU allows, program it through BAR0 and
@@ -69,5 +82,6 @@ func Example() {
 	if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
 		log.Fatalf("no interrupt: %v", err)
 	}
-	fmt.Println("DMA done via", h.Backend)
+	fmt.Println("DMA done; interrupt received")
+	// Output: DMA done; interrupt received
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // guestPackages run inside every boot.
-var guestPackages = []string{"./tests/e2e/guest"}
+var guestPackages = []string{"./tests/e2e/guest", "./vfio"}
 
 func list(env string, def []string) []string {
 	if v := os.Getenv(env); v != "" {
@@ -52,7 +52,7 @@ func TestVM(t *testing.T) {
 			Kernel:             "legacy",
 			Profile:            "virtio",
 			OmitProfileCmdline: true,
-			Packages:           guestPackages,
+			Packages:           []string{"./tests/e2e/guest"},
 			TestArgs:           []string{"-test.run=^TestUnsafeInterruptsRefused$"},
 			Env:                []string{"VFIOCTL_EXPECT_NO_UNSAFE=1"},
 			Timeout:            3 * time.Minute,

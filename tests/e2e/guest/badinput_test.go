@@ -55,6 +55,15 @@ func TestBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect(t, "unmap twice", e.Mapper.Unmap(iova, 8192), unix.ENOENT)
+		if e.Container != nil { // unmap-all (VFIO_DMA_UNMAP_FLAG_ALL)
+			if err := e.Mapper.Map(iova, mem[:8192], dma.ReadWrite); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := e.Container.UnmapAll(); err != nil || n != 8192 {
+				t.Errorf("UnmapAll = %d, %v; want 8192 bytes", n, err)
+			}
+			expect(t, "unmap after unmap-all", e.Mapper.Unmap(iova, 8192), unix.ENOENT)
+		}
 
 		expect(t, "region index out of range", func() error { _, err := e.Handle.Device.Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
 		expect(t, "negative region index", func() error { _, err := e.Handle.Device.Region(-1); return err }(), unix.EINVAL)

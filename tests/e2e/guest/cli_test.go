@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -310,5 +311,33 @@ func TestCLIBindGroup(t *testing.T) {
 	}
 	if sysfsDriver("0000:00:1f.2") != "ahci" {
 		t.Errorf("00:1f.2 driver %q after restore, want ahci", sysfsDriver("0000:00:1f.2"))
+	}
+}
+
+// TestCLIUnprivilegedRead: list, groups and doctor work as an unprivileged
+// user (sysfs is world-readable, and so is /dev/vfio/vfio, so doctor's
+// compat probe gives the same answer as for root).
+func TestCLIUnprivilegedRead(t *testing.T) {
+	for _, args := range [][]string{{"list", "--json"}, {"groups"}, {"doctor"}} {
+		cmd := exec.Command("/bin/vfioctl", args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("vfioctl %v as nobody: %v\n%s", args, err, out)
+		}
+		if args[0] == "doctor" {
+			compat := func(out string) string {
+				for _, l := range strings.Split(out, "\n") {
+					if strings.HasPrefix(l, "/dev/vfio/vfio served by iommufd") {
+						return l
+					}
+				}
+				return ""
+			}
+			root, _ := vfioctl(t, "doctor")
+			if c := compat(string(out)); c == "" || c != compat(root) {
+				t.Errorf("doctor's compat probe as nobody %q, as root %q", c, compat(root))
+			}
+		}
 	}
 }
