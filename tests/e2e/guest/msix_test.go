@@ -1,0 +1,86 @@
+package guest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// TestE1000eMSIX uses the e1000e, which edu cannot stand in for: its MSI-X
+// table BAR and vector count, as VFIO reports them, must match its MSI-X
+// capability in config space; an MSI-X vector fires its eventfd.
+func TestE1000eMSIX(t *testing.T) {
+	addr := findDevice(t, wantDevices["e1000e"])
+	if _, err := pci.Bind(addr, pci.BindOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := pci.Restore(addr); err != nil {
+			t.Errorf("restore e1000e: %v", err)
+		}
+	})
+	h, err := vfio.Open(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	cfg, err := h.Device.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := cfg.Capabilities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tableBIR uint32
+	var vectors uint32
+	for _, c := range caps {
+		if c.ID == vfio.PCICapIDMSIX {
+			ctl, _ := cfg.Read16(int64(c.Offset) + 2)
+			table, _ := cfg.Read32(int64(c.Offset) + 4)
+			vectors, tableBIR = uint32(ctl&0x7ff)+1, table&7
+		}
+	}
+	if vectors == 0 {
+		t.Fatalf("no MSI-X capability in e1000e config space: %v", caps)
+	}
+	irq, err := h.Device.IRQInfo(vfio.MSIXIRQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if irq.Count != vectors {
+		t.Errorf("VFIO reports %d MSI-X vectors, the capability %d", irq.Count, vectors)
+	}
+	bar, err := h.Device.Region(int(tableBIR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bar.MSIXMappable {
+		t.Errorf("BAR%d holds the MSI-X table but lacks VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: caps %+v", tableBIR, bar.Caps)
+	}
+	ev, err := vfio.NewEventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ev.Close()
+	fds := make([]int, vectors)
+	for i := range fds {
+		fds[i] = -1
+	}
+	fds[vectors-1] = ev.FD()
+	if err := h.Device.SetTriggers(vfio.MSIXIRQ, 0, fds); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Device.TriggerIRQ(vfio.MSIXIRQ, vectors-1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ev.Wait(2 * time.Second); n == 0 {
+		t.Fatalf("MSI-X vector %d did not fire its eventfd", vectors-1)
+	}
+	if err := h.Device.DisableIRQ(vfio.MSIXIRQ); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("e1000e: %d MSI-X vectors, table in BAR%d (%#x bytes, msix-mappable)", vectors, tableBIR, bar.Size)
+}
