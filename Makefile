@@ -15,8 +15,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck
 demo: deps kernels
 	$(GO) run ./hack/qemu/cmd/demo
 
+# -count=1: the e2e results depend on the guest kernels, QEMU and guest
+# packages that go test's cache cannot see; a cached pass would be stale.
 test: deps kernels lint
-	$(GO) test -race -p 1 -timeout 60m ./...
+	$(GO) test -race -count=1 -p 1 -timeout 60m ./...
 
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
