@@ -1,6 +1,7 @@
 package vfio_test
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vfioctl/vfioctl/dma"
+	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
@@ -22,11 +24,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// The whole flow of a userspace driver: open a device bound to vfio-pci,
-// give it memory at an IOVA the IOMMU allows, program it through BAR0 and
-// wait for its MSI. (QEMU's edu device: DMA 64 bytes from RAM into it.)
+// The whole flow of a userspace driver: bind the device to vfio-pci, open
+// it, give it memory at an IOVA the IOMMU allows, program it through BAR0
+// and wait for its MSI. (QEMU's edu device: DMA 64 bytes from RAM into it.)
 func Example() {
-	h, err := vfio.Open("0000:00:03.0", nil) // cdev+iommufd, else group+iommufd, else legacy
+	const addr = "0000:00:03.0"
+	if _, err := pci.Bind(addr, pci.BindOptions{}); err != nil && !errors.Is(err, pci.ErrAlreadyBound) {
+		log.Fatal(err)
+	}
+	h, err := vfio.Open(addr, nil) // cdev+iommufd, else group+iommufd, else legacy
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func TestVMBenchmarks(t *testing.T) {
 	res := qemu.Run(t, qemu.Spec{
 		Kernel:   "legacy",
 		Profile:  "intel",
-		Packages: guestPackages,
+		Packages: []string{"./tests/e2e/guest"},
 		TestArgs: []string{"-test.run=^$", "-test.bench=.", "-test.benchmem", "-test.benchtime=" + benchtime},
 		Timeout:  8 * time.Minute,
 	})
