@@ -76,7 +76,7 @@ func rawMapUnmap(b *testing.B, h *vfio.Handle, iova uint64, mem []byte) {
 // same ioctls issued directly, per mode, in the same run.
 func BenchmarkMapUnmap4K(b *testing.B) {
 	for _, m := range modes {
-		h, err := vfio.Open(eduAddr(&testing.T{}), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+		h, err := vfio.Open(eduAddr(b), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func BenchmarkMap256M(b *testing.B) {
 	if err := os.WriteFile("/proc/sys/vm/nr_hugepages", []byte("160"), 0); err != nil {
 		b.Fatal(err)
 	}
-	h, err := vfio.Open(eduAddr(&testing.T{}), &vfio.Options{Backend: vfio.Cdev})
+	h, err := vfio.Open(eduAddr(b), &vfio.Options{Backend: vfio.Cdev})
 	if err != nil {
 		b.Fatal(err)
 	}

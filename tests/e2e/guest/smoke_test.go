@@ -21,7 +21,7 @@ var wantDevices = map[string]string{
 	"nvme":   "0x1b36:0x0010",
 }
 
-func sysfsRead(t *testing.T, path string) string {
+func sysfsRead(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -31,7 +31,7 @@ func sysfsRead(t *testing.T, path string) string {
 }
 
 // findDevice returns the PCI address of the first device with vendor:device id.
-func findDevice(t *testing.T, id string) string {
+func findDevice(t testing.TB, id string) string {
 	t.Helper()
 	ents, err := os.ReadDir("/sys/bus/pci/devices")
 	if err != nil {
