@@ -1,7 +1,6 @@
 package ioasid
 
 import (
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -23,11 +22,8 @@ type FaultQueue struct {
 // AllocFaultQueue is IOMMU_FAULT_QUEUE_ALLOC.
 func (f *FD) AllocFaultQueue() (*FaultQueue, error) {
 	a := uapi.IommuFaultAlloc{Size: uint32(unsafe.Sizeof(uapi.IommuFaultAlloc{}))}
-	if _, err := f.fd.Ioctl(uapi.IOMMU_FAULT_QUEUE_ALLOC, uintptr(unsafe.Pointer(&a))); err != nil {
-		if errors.Is(err, unix.ENOTTY) {
-			return nil, &kernel.NotSupportedError{Feature: "IOMMU_FAULT_QUEUE_ALLOC", Version: "6.11"}
-		}
-		return nil, &kernel.Error{Op: "IOMMU_FAULT_QUEUE_ALLOC", Object: f.Name(), Err: err}
+	if err := f.ioctl("IOMMU_FAULT_QUEUE_ALLOC", uapi.IOMMU_FAULT_QUEUE_ALLOC, unsafe.Pointer(&a), ""); err != nil {
+		return nil, err
 	}
 	fd, err := kernel.NewFD(int(a.OutFaultFd), fmt.Sprintf("iommufd fault queue %d", a.OutFaultId))
 	if err != nil {

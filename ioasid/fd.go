@@ -63,7 +63,8 @@ func (f *FD) ioctl(op string, req uint, arg unsafe.Pointer, args string) error {
 	if _, err := f.fd.Ioctl(req, uintptr(arg)); err != nil {
 		if errors.Is(err, unix.ENOTTY) {
 			if v, ok := uapi.Since[req]; ok {
-				return &kernel.NotSupportedError{Feature: op, Version: v}
+				// Or f is not an iommufd at all: the name says which file.
+				return &kernel.NotSupportedError{Feature: op + " on " + f.fd.Name(), Version: v}
 			}
 		}
 		return &kernel.Error{Op: op, Object: f.fd.Name(), Args: args, Err: err}

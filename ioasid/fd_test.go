@@ -11,8 +11,8 @@ import (
 )
 
 // /dev/null answers every ioctl with ENOTTY, like a kernel that lacks it:
-// ioctls newer than 6.12 must turn that into ErrNotSupported naming the
-// version; older ones stay plain errors wrapping ENOTTY.
+// every iommufd ioctl must turn that into ErrNotSupported naming the
+// version that added it and the file it went to.
 func TestENOTTYNamesTheKernelVersion(t *testing.T) {
 	raw, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -31,9 +31,13 @@ func TestENOTTYNamesTheKernelVersion(t *testing.T) {
 	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.13") {
 		t.Errorf("MapFile = %v, want ErrNotSupported naming Linux 6.13", err)
 	}
+	_, err = fd.AllocFaultQueue()
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "IOMMU_FAULT_QUEUE_ALLOC") || !strings.Contains(err.Error(), "Linux 6.11") {
+		t.Errorf("AllocFaultQueue = %v, want ErrNotSupported naming Linux 6.11", err)
+	}
 	_, err = fd.AllocIOAS()
-	if errors.Is(err, ErrNotSupported) || !errors.Is(err, unix.ENOTTY) || !strings.Contains(err.Error(), "IOMMU_IOAS_ALLOC on /dev/null") {
-		t.Errorf("AllocIOAS = %v, want a plain ENOTTY error naming the ioctl", err)
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.2") || !strings.Contains(err.Error(), "IOMMU_IOAS_ALLOC on /dev/null") {
+		t.Errorf("AllocIOAS = %v, want ErrNotSupported naming Linux 6.2", err)
 	}
 	if err := fd.Close(); err != nil {
 		t.Fatal(err)

@@ -29,13 +29,13 @@ type HWPT struct {
 // device devID (from vfio.Device.BindIOMMUFD) mirroring ioas.
 func (f *FD) AllocHWPT(devID uint32, ioas *IOAS, flags uint32) (*HWPT, error) {
 	a := uapi.IommuHwptAlloc{Size: uint32(unsafe.Sizeof(uapi.IommuHwptAlloc{})), Flags: flags, DevId: devID, PtId: ioas.id}
-	_, err := f.fd.Ioctl(uapi.IOMMU_HWPT_ALLOC, uintptr(unsafe.Pointer(&a)))
+	err := f.ioctl("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, unsafe.Pointer(&a), fmt.Sprintf("dev %d ioas %d flags %#x", devID, ioas.id, flags))
+	if flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
+		return nil, &kernel.NotSupportedError{Feature: "IOMMU_HWPT_ALLOC_DIRTY_TRACKING on device " + fmt.Sprint(devID),
+			Reason: "the IOMMU does not track dirty pages (needs e.g. VT-d second-stage A/D bits or AMD HAD)"}
+	}
 	if err != nil {
-		if flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
-			return nil, &kernel.NotSupportedError{Feature: "IOMMU_HWPT_ALLOC_DIRTY_TRACKING on device " + fmt.Sprint(devID), Version: "6.7",
-				Reason: "the IOMMU does not track dirty pages (needs e.g. VT-d second-stage A/D bits or AMD HAD)"}
-		}
-		return nil, &kernel.Error{Op: "IOMMU_HWPT_ALLOC", Object: f.Name(), Args: fmt.Sprintf("dev %d ioas %d flags %#x", devID, ioas.id, flags), Err: err}
+		return nil, err
 	}
 	return &HWPT{fd: f, id: a.OutHwptId}, nil
 }

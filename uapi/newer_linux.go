@@ -4,8 +4,9 @@ package uapi
 // is generated and checked against the C headers (abi_test.go); these are
 // kept by hand from mainline and checked for size and offsets in
 // newer_linux_test.go. Each carries the kernel version that added it, and
-// Since maps every ioctl here to that version so callers can say
-// "needs Linux X.Y" when the running kernel answers ENOTTY.
+// Since maps every iommufd ioctl (these and the 6.12 ones) to its version
+// so callers can say "needs Linux X.Y" when the running kernel answers
+// ENOTTY.
 
 const (
 	IOMMUFD_CMD_IOAS_MAP_FILE       = 0x8f // Linux 6.13
@@ -31,15 +32,30 @@ const (
 	IOMMU_HW_QUEUE_ALLOC = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_HW_QUEUE_ALLOC
 )
 
-// Since maps each ioctl newer than the generated 6.12 ABI to the Linux
-// version that added it.
+// Since maps every iommufd ioctl to the Linux version that added it, so a
+// caller seeing ENOTTY can say which kernel it needs.
 var Since = map[uint]string{
-	IOMMU_IOAS_MAP_FILE:       "6.13",
-	IOMMU_VIOMMU_ALLOC:        "6.13",
-	IOMMU_VDEVICE_ALLOC:       "6.13",
-	IOMMU_IOAS_CHANGE_PROCESS: "6.14",
-	IOMMU_VEVENTQ_ALLOC:       "6.15",
-	IOMMU_HW_QUEUE_ALLOC:      "6.17",
+	IOMMU_DESTROY:                 "6.2",
+	IOMMU_IOAS_ALLOC:              "6.2",
+	IOMMU_IOAS_IOVA_RANGES:        "6.2",
+	IOMMU_IOAS_ALLOW_IOVAS:        "6.2",
+	IOMMU_IOAS_MAP:                "6.2",
+	IOMMU_IOAS_COPY:               "6.2",
+	IOMMU_IOAS_UNMAP:              "6.2",
+	IOMMU_OPTION:                  "6.2",
+	IOMMU_VFIO_IOAS:               "6.2",
+	IOMMU_HWPT_ALLOC:              "6.6",
+	IOMMU_GET_HW_INFO:             "6.6",
+	IOMMU_HWPT_SET_DIRTY_TRACKING: "6.7",
+	IOMMU_HWPT_GET_DIRTY_BITMAP:   "6.7",
+	IOMMU_HWPT_INVALIDATE:         "6.8",
+	IOMMU_FAULT_QUEUE_ALLOC:       "6.11",
+	IOMMU_IOAS_MAP_FILE:           "6.13",
+	IOMMU_VIOMMU_ALLOC:            "6.13",
+	IOMMU_VDEVICE_ALLOC:           "6.13",
+	IOMMU_IOAS_CHANGE_PROCESS:     "6.14",
+	IOMMU_VEVENTQ_ALLOC:           "6.15",
+	IOMMU_HW_QUEUE_ALLOC:          "6.17",
 }
 
 // Hardware info and data types added after 6.12.

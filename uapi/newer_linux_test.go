@@ -58,6 +58,9 @@ func TestNewerABI(t *testing.T) {
 	if IOMMUFD_CMD_IOAS_MAP_FILE != IOMMUFD_CMD_FAULT_QUEUE_ALLOC+1 {
 		t.Errorf("IOMMUFD_CMD_IOAS_MAP_FILE = %#x, want FAULT_QUEUE_ALLOC+1", IOMMUFD_CMD_IOAS_MAP_FILE)
 	}
+	if len(Since) != 21 { // 15 ioctls of the 6.12 header, 6 newer
+		t.Errorf("Since has %d ioctls, want every iommufd ioctl (21)", len(Since))
+	}
 	for nr, v := range Since {
 		if nr>>8 != IOMMUFD_TYPE || v == "" {
 			t.Errorf("Since[%#x] = %q: not an iommufd ioctl with a version", nr, v)
