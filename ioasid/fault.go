@@ -50,7 +50,11 @@ func (q *FaultQueue) Read(max int) ([]uapi.IommuHwptPgfault, error) {
 	}
 	out := make([]uapi.IommuHwptPgfault, n/size)
 	for i := range out {
-		out[i] = *decode[uapi.IommuHwptPgfault](buf[i*size:])
+		rec, err := uapi.Decode[uapi.IommuHwptPgfault](buf[i*size : n])
+		if err != nil {
+			return out[:i], err
+		}
+		out[i] = *rec
 	}
 	return out, nil
 }

@@ -49,21 +49,11 @@ func (f *FD) HWInfo(devID uint32) (*HWInfo, error) {
 	h := &HWInfo{Type: q.OutDataType, Capabilities: q.OutCapabilities, Raw: buf[:q.DataLen]}
 	switch h.Type {
 	case uapi.IOMMU_HW_INFO_TYPE_INTEL_VTD:
-		h.VTD = decode[uapi.IommuHwInfoVtd](h.Raw)
+		h.VTD, _ = uapi.Decode[uapi.IommuHwInfoVtd](h.Raw) // nil when the kernel returned less
 	case uapi.IOMMU_HW_INFO_TYPE_ARM_SMMUV3:
-		h.ARMSMMUv3 = decode[uapi.IommuHwInfoArmSmmuv3](h.Raw)
+		h.ARMSMMUv3, _ = uapi.Decode[uapi.IommuHwInfoArmSmmuv3](h.Raw)
 	case uapi.IOMMU_HW_INFO_TYPE_AMD:
-		h.AMD = decode[uapi.IommuHwInfoAmd](h.Raw)
+		h.AMD, _ = uapi.Decode[uapi.IommuHwInfoAmd](h.Raw)
 	}
 	return h, nil
-}
-
-// decode copies b into a T when b holds one, else returns nil.
-func decode[T any](b []byte) *T {
-	var t T
-	if len(b) < int(unsafe.Sizeof(t)) {
-		return nil
-	}
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t)), b)
-	return &t
 }

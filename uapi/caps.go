@@ -51,15 +51,26 @@ func Caps(buf []byte, first, minOffset uint32) ([]Cap, error) {
 	return caps, nil
 }
 
+// Decode copies the start of b into a T (a struct of this package),
+// checking that b holds one.
+func Decode[T any](b []byte) (*T, error) {
+	var t T
+	n := int(unsafe.Sizeof(t))
+	if len(b) < n {
+		return nil, fmt.Errorf("%d bytes, %T needs %d", len(b), t, n)
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&t)), n), b)
+	return &t, nil
+}
+
 // CapAs decodes a capability's fixed part into T (a struct of this package
 // beginning with VfioInfoCapHeader), checking that the buffer holds it.
 func CapAs[T any](c Cap) (*T, error) {
-	var t T
-	if n := int(unsafe.Sizeof(t)); len(c.Data) < n {
-		return nil, fmt.Errorf("capability %d at offset %d: %d bytes, %T needs %d", c.ID, c.Offset, len(c.Data), t, n)
+	t, err := Decode[T](c.Data)
+	if err != nil {
+		return nil, fmt.Errorf("capability %d at offset %d: %w", c.ID, c.Offset, err)
 	}
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&t)), unsafe.Sizeof(t)), c.Data)
-	return &t, nil
+	return t, nil
 }
 
 // CapArray decodes the flexible array of n elements of E that follows a
