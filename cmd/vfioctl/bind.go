@@ -27,11 +27,11 @@ takes the device anyway. The previous driver is recorded for restore.`,
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for /dev/vfio nodes"},
 		},
 		Action: func(c *cli.Context) error {
-			addr, err := address(c)
+			d, err := device(c)
 			if err != nil {
 				return err
 			}
-			bound, err := pci.Bind(addr, pci.BindOptions{Group: c.Bool("group"), Force: c.Bool("force"), Timeout: c.Duration("timeout")})
+			bound, err := pci.Bind(d.Address, pci.BindOptions{Group: c.Bool("group"), Force: c.Bool("force"), Timeout: c.Duration("timeout")})
 			if err != nil {
 				return err
 			}
@@ -55,10 +55,11 @@ type unbound struct {
 
 func unbindAction(restore bool) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		addr, err := address(c)
+		d, err := device(c)
 		if err != nil {
 			return err
 		}
+		addr := d.Address
 		var drv string
 		if restore {
 			drv, err = pci.Restore(addr)

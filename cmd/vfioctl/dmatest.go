@@ -35,15 +35,15 @@ func dmaTestCommand() *cli.Command {
 			if c.Int("size") <= 0 {
 				return usagef("--size must be positive")
 			}
-			return withDevice(c, func(addr string, h *vfio.Handle) error { return dmaTest(c, addr, h) })
+			return withDevice(c, func(d *pci.Device, h *vfio.Handle) error { return dmaTest(c, d, h) })
 		},
 	}
 }
 
 // dmaTest maps a buffer through h's Mapper and, for edu, DMAs through it.
-func dmaTest(c *cli.Context, addr string, h *vfio.Handle) error {
+func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	var err error
-	rep := dmaReport{Address: addr, Backend: h.Backend.String()}
+	rep := dmaReport{Address: d.Address, Backend: h.Backend.String()}
 	if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
 		return err
 	}
@@ -54,7 +54,6 @@ func dmaTest(c *cli.Context, addr string, h *vfio.Handle) error {
 	if err != nil {
 		return err
 	}
-	d, _ := pci.Get(addr)
 	isEdu := d.Vendor == edu.Vendor && d.Device == edu.Device
 	if isEdu {
 		alloc.Limit(edu.DMAMask)
@@ -100,7 +99,7 @@ func resetCommand() *cli.Command {
    vfioctl reset 0000:00:04.0`,
 		Flags: []cli.Flag{backendFlag, &cli.BoolFlag{Name: "hot", Usage: "PCI hot (bus or slot) reset"}},
 		Action: func(c *cli.Context) error {
-			return withDevice(c, func(addr string, h *vfio.Handle) error { return reset(c, addr, h) })
+			return withDevice(c, func(d *pci.Device, h *vfio.Handle) error { return reset(c, d.Address, h) })
 		},
 	}
 }

@@ -13,35 +13,27 @@ import (
 
 var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev, group-iommufd, iommufd-compat or legacy"}
 
-// withDevice parses the address argument, opens the bound device through
-// the chosen backend, runs f and closes the device.
-func withDevice(c *cli.Context, f func(addr string, h *vfio.Handle) error) error {
-	addr, err := address(c)
+// withDevice reads the device named by the address argument, opens it
+// (it must be bound to vfio-pci) through the chosen backend, runs f and
+// closes it.
+func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) error {
+	b, err := vfio.ParseBackend(c.String("backend"))
+	if err != nil {
+		return usageError{err}
+	}
+	d, err := device(c)
 	if err != nil {
 		return err
 	}
-	h, err := openHandle(c, addr)
+	if d.Driver != pci.VFIODriver {
+		return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", d.Address, pci.ErrNotBound, orDash(d.Driver), d.Address)
+	}
+	h, err := vfio.Open(d.Address, &vfio.Options{Backend: b})
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	return f(addr, h)
-}
-
-// openHandle opens the bound device through the chosen backend.
-func openHandle(c *cli.Context, addr string) (*vfio.Handle, error) {
-	b, err := vfio.ParseBackend(c.String("backend"))
-	if err != nil {
-		return nil, usageError{err}
-	}
-	d, err := pci.Get(addr)
-	if err != nil {
-		return nil, err
-	}
-	if d.Driver != pci.VFIODriver {
-		return nil, fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", addr, pci.ErrNotBound, orDash(d.Driver), addr)
-	}
-	return vfio.Open(addr, &vfio.Options{Backend: b})
+	return f(d, h)
 }
 
 type regionInfo struct {
@@ -99,8 +91,8 @@ func infoCommand() *cli.Command {
    vfioctl info 0000:00:03.0`,
 		Flags: []cli.Flag{jsonFlag, backendFlag},
 		Action: func(c *cli.Context) error {
-			return withDevice(c, func(_ string, h *vfio.Handle) error {
-				info, err := collectInfo(h)
+			return withDevice(c, func(d *pci.Device, h *vfio.Handle) error {
+				info, err := collectInfo(d, h)
 				if err != nil {
 					return err
 				}
@@ -110,12 +102,8 @@ func infoCommand() *cli.Command {
 	}
 }
 
-func collectInfo(h *vfio.Handle) (*deviceInfo, error) {
+func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 	d := h.Device
-	pd, err := pci.Get(d.Name())
-	if err != nil {
-		return nil, err
-	}
 	out := &deviceInfo{Address: d.Name(), Backend: h.Backend.String(), ResetMethods: pd.ResetMethods,
 		Flags: flagNames(d.Info().Flags, map[uint32]string{uapi.VFIO_DEVICE_FLAGS_RESET: "reset", uapi.VFIO_DEVICE_FLAGS_PCI: "pci", uapi.VFIO_DEVICE_FLAGS_CAPS: "caps"})}
 	regs, err := d.Regions()

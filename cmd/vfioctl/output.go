@@ -27,19 +27,17 @@ func emit(c *cli.Context, v any, text func(w io.Writer)) error {
 	return tw.Flush()
 }
 
-// address parses the command's single PCI address argument.
-func address(c *cli.Context) (string, error) {
+// device reads the device named by the command's single PCI address
+// argument (parsed strictly by pci.Get).
+func device(c *cli.Context) (*pci.Device, error) {
 	if c.NArg() != 1 {
-		return "", usagef("%s needs one PCI address, e.g. 0000:00:03.0", c.Command.Name)
+		return nil, usagef("%s needs one PCI address, e.g. 0000:00:03.0", c.Command.Name)
 	}
-	a, err := pci.ParseAddress(c.Args().First())
+	d, err := pci.Get(c.Args().First())
 	if err != nil {
-		return "", usageError{err}
+		return nil, usageError{err}
 	}
-	if _, err := pci.Get(a.String()); err != nil {
-		return "", usageError{err}
-	}
-	return a.String(), nil
+	return d, nil
 }
 
 func orDash(s string) string {
