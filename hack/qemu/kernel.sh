@@ -7,9 +7,11 @@
 #   headers the sanitized uapi headers of the same tree (prints the include dir)
 #
 # Builds are cached under ${VFIOCTL_CACHE:-${XDG_CACHE_HOME:-~/.cache}/vfioctl}
-# keyed by the kernel version and a hash of the fragments and this script, so a
-# second run returns in well under a second. The source is Debian's
-# linux-source-6.12 (apt-get install linux-source-6.12).
+# keyed by the kernel version and a hash of the fragments and of the build
+# functions below, so a second run returns in well under a second. The cache
+# is shared by every run on the machine: a lock makes a second kernel.sh wait
+# for the first instead of building in (or deleting) the same tree. The
+# source is Debian's linux-source-6.12 (apt-get install linux-source-6.12).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VFIOCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfioctl}
@@ -17,6 +19,13 @@ jobs=${VFIOCTL_JOBS:-$(nproc)}
 
 log() { printf 'kernel.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+mkdir -p "$cache"
+exec 9>>"$cache/lock"
+if ! flock -n 9; then
+	log "waiting for another kernel.sh to release $cache/lock"
+	flock 9
+fi
 
 tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1 || true)
 [ -n "$tarball" ] || die "no /usr/src/linux-source-6.12.tar.*: apt-get install linux-source-6.12"
@@ -28,9 +37,6 @@ if [ ! -f "$srcdir/.unpacked" ]; then
 	touch "$srcdir/.unpacked"
 fi
 kver=$(make -s -C "$srcdir" kernelversion)
-key=$kver-$(cat "$here/kernel/base.config" "$here/kernel/compat.config" "$0" | sha256sum | cut -c1-12)
-out=$cache/kernels/$key
-mkdir -p "$out"
 
 # apply FRAGMENT... onto the .config in build dir $1, then verify every
 # option; a later fragment overrides an earlier one.
@@ -102,6 +108,10 @@ headers() {
 	fi
 	echo "headers $inc/include"
 }
+
+key=$kver-$( (cat "$here/kernel/base.config" "$here/kernel/compat.config"; declare -f apply build) | sha256sum | cut -c1-12)
+out=$cache/kernels/$key
+mkdir -p "$out"
 
 [ $# -gt 0 ] || set -- legacy compat
 for v in "$@"; do
