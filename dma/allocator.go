@@ -16,8 +16,9 @@ var ErrNoSpace = errors.New("dma: no free IOVA range large enough")
 // granule, so a zeroed descriptor never points at live memory. It is not
 // safe for concurrent use.
 type Allocator struct {
-	align uint64
-	free  []Range // sorted, disjoint, coalesced
+	align   uint64
+	managed []Range // what it may hand out: sorted, disjoint, coalesced
+	free    []Range // the part of managed not handed out
 }
 
 // NewAllocator manages the given ranges at the given alignment (a power of
@@ -37,13 +38,19 @@ func NewAllocator(ranges []Range, align uint64) (*Allocator, error) {
 		a.insert(r)
 	}
 	a.reserve(Range{0, align - 1})
+	a.managed = a.FreeRanges()
 	return a, nil
 }
 
 // Limit removes every IOVA above last (e.g. a device's DMA mask).
 func (a *Allocator) Limit(last uint64) {
+	a.free = limit(a.free, last)
+	a.managed = limit(a.managed, last)
+}
+
+func limit(rs []Range, last uint64) []Range {
 	var out []Range
-	for _, r := range a.free {
+	for _, r := range rs {
 		if r.Start > last {
 			continue
 		}
@@ -52,7 +59,7 @@ func (a *Allocator) Limit(last uint64) {
 		}
 		out = append(out, r)
 	}
-	a.free = out
+	return out
 }
 
 // Alloc reserves size bytes and returns the IOVA.
@@ -60,7 +67,11 @@ func (a *Allocator) Alloc(size uint64) (uint64, error) {
 	if size == 0 {
 		return 0, errors.New("dma: zero-size IOVA allocation")
 	}
-	size = (size + a.align - 1) &^ (a.align - 1)
+	rounded := (size + a.align - 1) &^ (a.align - 1)
+	if rounded < size {
+		return 0, fmt.Errorf("%w: %#x bytes overflow the address space", ErrNoSpace, size)
+	}
+	size = rounded
 	align := a.align
 	for align < size && align < hugePage {
 		align <<= 1
@@ -84,10 +95,29 @@ func (a *Allocator) Alloc(size uint64) (uint64, error) {
 	return 0, fmt.Errorf("%w: %d bytes (free: %v)", ErrNoSpace, size, a.free)
 }
 
-// Free returns [iova, iova+size) to the allocator.
+// Free returns [iova, iova+size) to the allocator: what Alloc handed out.
+// A zero size, a range that wraps past the top of the address space, an
+// IOVA not on the allocator's alignment, or a range that is (partly) free
+// already is refused and changes nothing.
 func (a *Allocator) Free(iova, size uint64) error {
-	size = (size + a.align - 1) &^ (a.align - 1)
-	r := Range{iova, iova + size - 1}
+	if size == 0 {
+		return fmt.Errorf("dma: freeing zero bytes at %#x", iova)
+	}
+	if iova%a.align != 0 {
+		return fmt.Errorf("dma: freeing %#x, which is not aligned to %#x", iova, a.align)
+	}
+	rounded := (size + a.align - 1) &^ (a.align - 1)
+	if rounded < size || iova+rounded-1 < iova {
+		return fmt.Errorf("dma: freeing %#x bytes at %#x overflows the address space", size, iova)
+	}
+	r := Range{iova, iova + rounded - 1}
+	inside := false
+	for _, m := range a.managed {
+		inside = inside || (m.Start <= r.Start && r.Last <= m.Last)
+	}
+	if !inside {
+		return fmt.Errorf("dma: freeing %v, which the allocator never handed out (it manages %v)", r, a.managed)
+	}
 	for _, f := range a.free {
 		if r.Start <= f.Last && f.Start <= r.Last {
 			return fmt.Errorf("dma: freeing %v, which overlaps free range %v", r, f)

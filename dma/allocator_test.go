@@ -68,3 +68,53 @@ func TestBuffer(t *testing.T) {
 		t.Fatal("Alloc(0) succeeded")
 	}
 }
+
+func TestAllocatorRejectsBadFrees(t *testing.T) {
+	a, err := NewAllocator([]Range{{0, ^uint64(0)}}, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iova, err := a.Alloc(8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := a.FreeRanges()
+	for _, c := range []struct {
+		name       string
+		iova, size uint64
+	}{
+		{"zero size", iova, 0},
+		{"zero at zero", 0, 0},
+		{"page 0", 0, 4096},
+		{"unaligned", iova + 1, 4096},
+		{"wraps", ^uint64(0) &^ 4095, 8192},
+		{"huge size", iova, ^uint64(0)},
+		{"already free", iova + 8192, 4096},
+	} {
+		if err := a.Free(c.iova, c.size); err == nil {
+			t.Errorf("Free(%#x, %#x) (%s) succeeded", c.iova, c.size, c.name)
+		}
+		if got := a.FreeRanges(); !equalRanges(got, before) {
+			t.Fatalf("%s changed the free ranges: %v, was %v", c.name, got, before)
+		}
+	}
+	if _, err := a.Alloc(^uint64(0)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Alloc(max) = %v, want ErrNoSpace", err)
+	}
+	limited, _ := NewAllocator([]Range{{0x1000, 0xfffff}}, 4096)
+	if err := limited.Free(0x200000, 4096); err == nil {
+		t.Fatal("freeing outside the managed ranges succeeded")
+	}
+}
+
+func equalRanges(a, b []Range) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

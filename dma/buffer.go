@@ -4,13 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Buffer is page-aligned memory outside the Go heap, suitable for DMA.
+// Close is safe to call from any goroutine; the first unmaps, later ones
+// fail with vfioerr.ErrClosed. Bytes must not be used after Close.
 type Buffer struct {
+	mu   sync.Mutex
 	mem  []byte
 	huge bool
 }
@@ -64,10 +70,14 @@ func (b *Buffer) Huge() bool { return b.huge }
 
 // Close unmaps the buffer. Unmap it from every IOMMU first.
 func (b *Buffer) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.mem == nil {
-		return errors.New("dma: buffer already closed")
+		return &vfioerr.OpError{Op: "munmap", Object: "dma buffer", Err: vfioerr.ErrClosed}
 	}
-	err := unix.Munmap(b.mem)
+	if err := unix.Munmap(b.mem); err != nil {
+		return &vfioerr.OpError{Op: "munmap", Object: "dma buffer", Args: fmt.Sprintf("%d bytes", len(b.mem)), Err: err}
+	}
 	b.mem = nil
-	return err
+	return nil
 }

@@ -39,6 +39,8 @@ type Mapper interface {
 	Map(iova uint64, mem []byte, perm Perm) error
 	// Unmap removes the mapping of [iova, iova+size).
 	Unmap(iova, size uint64) error
+	// UnmapAll removes every mapping and returns the bytes unmapped.
+	UnmapAll() (uint64, error)
 	// IOVARanges are the IOVAs that may be mapped.
 	IOVARanges() ([]Range, error)
 	// Alignment is the smallest IOVA and length granule (a power of two).

@@ -2,51 +2,45 @@ package ioasid
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
 // FaultQueue is an iommufd fault object (IOMMU_FAULT_QUEUE_ALLOC, Linux
 // 6.11): I/O page faults of HWPTs allocated with it are read from its fd,
-// and answered by writing page responses.
+// and answered by writing page responses. Close ends a Read in progress.
 type FaultQueue struct {
-	owner *FD
-	id    uint32
-	fd    *kernel.FD
+	object
+	q *queue
 }
 
 // AllocFaultQueue is IOMMU_FAULT_QUEUE_ALLOC.
 func (f *FD) AllocFaultQueue() (*FaultQueue, error) {
-	a := uapi.IommuFaultAlloc{Size: uint32(unsafe.Sizeof(uapi.IommuFaultAlloc{}))}
-	if err := f.ioctl("IOMMU_FAULT_QUEUE_ALLOC", uapi.IOMMU_FAULT_QUEUE_ALLOC, unsafe.Pointer(&a), ""); err != nil {
+	var a uapi.IommuFaultAlloc
+	if err := f.do("IOMMU_FAULT_QUEUE_ALLOC", uapi.IOMMU_FAULT_QUEUE_ALLOC, "", func(fd int) error { return uapi.IoctlIommuFaultQueueAlloc(fd, &a) }); err != nil {
 		return nil, err
 	}
-	fd, err := kernel.NewFD(int(a.OutFaultFd), fmt.Sprintf("iommufd fault queue %d", a.OutFaultId))
+	q, err := newQueue(int(a.OutFaultFd), fmt.Sprintf("iommufd fault queue %d", a.OutFaultId))
 	if err != nil {
+		f.Destroy(a.OutFaultId)
 		return nil, err
 	}
-	return &FaultQueue{owner: f, id: a.OutFaultId, fd: fd}, nil
+	return &FaultQueue{object: object{fd: f, kind: "fault queue", id: a.OutFaultId}, q: q}, nil
 }
 
 // ID is the fault object's id.
 func (q *FaultQueue) ID() uint32 { return q.id }
 
-// Read reads the fault records available now (the fd is blocking: it waits
-// for at least one). Each record is a struct iommu_hwpt_pgfault.
-func (q *FaultQueue) Read(max int) ([]uapi.IommuHwptPgfault, error) {
-	fd, err := q.fd.Int()
-	if err != nil {
-		return nil, err
-	}
+// Read reads the fault records available, waiting at most timeout for the
+// first (0: until one arrives or the queue is closed); none on timeout.
+func (q *FaultQueue) Read(max int, timeout time.Duration) ([]uapi.IommuHwptPgfault, error) {
 	size := int(unsafe.Sizeof(uapi.IommuHwptPgfault{}))
 	buf := make([]byte, size*max)
-	n, err := unix.Read(fd, buf)
+	n, err := q.q.read(buf, timeout)
 	if err != nil {
-		return nil, &kernel.Error{Op: "read", Object: q.fd.Name(), Err: err}
+		return nil, err
 	}
 	out := make([]uapi.IommuHwptPgfault, n/size)
 	for i := range out {
@@ -62,23 +56,10 @@ func (q *FaultQueue) Read(max int) ([]uapi.IommuHwptPgfault, error) {
 // Respond answers a fault group (by its cookie) with a response code
 // (uapi.IOMMUFD_PAGE_RESP_SUCCESS or _INVALID).
 func (q *FaultQueue) Respond(cookie, code uint32) error {
-	fd, err := q.fd.Int()
-	if err != nil {
-		return err
-	}
 	r := uapi.IommuHwptPageResponse{Cookie: cookie, Code: code}
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
-	if _, err := unix.Write(fd, b); err != nil {
-		return &kernel.Error{Op: "write", Object: q.fd.Name(), Args: fmt.Sprintf("cookie %d code %d", cookie, code), Err: err}
-	}
-	return nil
+	return q.q.write(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)))
 }
 
-// Close closes the queue's fd and destroys the object.
-func (q *FaultQueue) Close() error {
-	err := q.fd.Close()
-	if err != nil {
-		return err
-	}
-	return q.owner.Destroy(q.id)
-}
+// Close closes the queue's fd and destroys the object. A second Close, and
+// every use after Close, fails with ErrClosed.
+func (q *FaultQueue) Close() error { return q.close(q.q.close) }

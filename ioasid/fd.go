@@ -3,21 +3,26 @@ package ioasid
 import (
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Path is the iommufd device node.
 const Path = "/dev/iommu"
 
-// ErrNotSupported matches errors for features the running kernel lacks.
-var ErrNotSupported = kernel.ErrNotSupported
+// The sentinels of package vfioerr, for callers that import only ioasid.
+var (
+	ErrNotSupported = vfioerr.ErrNotSupported // the running kernel lacks the feature
+	ErrClosed       = vfioerr.ErrClosed       // use of an object after its Close
+)
 
-// FD is an open iommufd.
+// FD is an open iommufd. Its methods are safe for concurrent use; after
+// Close every one fails with ErrClosed, and so does every object in it
+// (the kernel destroyed them with the file).
 type FD struct {
 	fd *kernel.FD
 }
@@ -31,16 +36,17 @@ func OpenPath(path string) (*FD, error) {
 	fd, err := kernel.OpenPath(path)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil, &kernel.NotSupportedError{Feature: "iommufd (" + path + ")", Version: "6.2", Reason: "the kernel lacks CONFIG_IOMMUFD"}
+			return nil, &vfioerr.NotSupportedError{Feature: "iommufd (" + path + ")", Version: "6.2", Reason: "no such device node: the kernel lacks CONFIG_IOMMUFD"}
 		}
 		return nil, err
 	}
 	return &FD{fd: fd}, nil
 }
 
-// NewFD takes ownership of a pre-opened iommufd.
-func NewFD(fd int, name string) (*FD, error) {
-	f, err := kernel.NewFD(fd, name)
+// NewFD takes ownership of a pre-opened iommufd (for example one handed
+// over by a privileged helper).
+func NewFD(fd int) (*FD, error) {
+	f, err := kernel.NewFD(fd, kernel.NameOf(fd, fmt.Sprintf("iommufd %d", fd)))
 	if err != nil {
 		return nil, err
 	}
@@ -48,73 +54,118 @@ func NewFD(fd int, name string) (*FD, error) {
 }
 
 // FD is the raw descriptor: pass the *FD itself to vfio.Group.SetContainer
-// or vfio.Device.BindIOMMUFD.
+// or vfio.Device.BindIOMMUFD. It stays owned by f.
 func (f *FD) FD() (int, error) { return f.fd.Int() }
+
+// Dup returns a new descriptor for the iommufd, owned by the caller (to
+// send to another process).
+func (f *FD) Dup() (int, error) { return f.fd.Dup() }
 
 // Name is the path the FD was opened as.
 func (f *FD) Name() string { return f.fd.Name() }
 
-// Close releases the iommufd and every object in it.
+// Close releases the iommufd and every object in it. A second Close fails
+// with ErrClosed.
 func (f *FD) Close() error { return f.fd.Close() }
 
-// ioctl issues an iommufd ioctl whose argument struct starts with its size;
-// ENOTTY becomes a NotSupportedError naming the kernel version.
-func (f *FD) ioctl(op string, req uint, arg unsafe.Pointer, args string) error {
-	if _, err := f.fd.Ioctl(req, uintptr(arg)); err != nil {
-		if errors.Is(err, unix.ENOTTY) {
-			if v, ok := uapi.Since[req]; ok {
-				// Or f is not an iommufd at all: the name says which file.
-				return &kernel.NotSupportedError{Feature: op + " on " + f.fd.Name(), Version: v}
-			}
-		}
-		return &kernel.Error{Op: op, Object: f.fd.Name(), Args: args, Err: err}
+// do issues one iommufd ioctl through its uapi helper; a failure becomes
+// an OpError naming op and f, and ENOTTY for an ioctl newer than the
+// running kernel a NotSupportedError naming the version that added it.
+func (f *FD) do(op string, req uint, args string, fn func(fd int) error) error {
+	if err := f.fd.Do(fn); err != nil {
+		return f.explain(op, req, args, err)
 	}
 	return nil
 }
 
-// Destroy is IOMMU_DESTROY: free any object by id.
+// explain turns an ioctl's failure into the error callers see: ENOTTY from
+// an iommufd ioctl means a kernel older than the version that added it.
+func (f *FD) explain(op string, req uint, args string, err error) error {
+	if errors.Is(err, unix.ENOTTY) {
+		if v, ok := uapi.Since[req]; ok {
+			// Or f is not an iommufd at all: the name says which file.
+			return &vfioerr.NotSupportedError{Feature: op + " on " + f.fd.Name(), Version: v}
+		}
+	}
+	return &vfioerr.OpError{Op: op, Object: f.fd.Name(), Args: args, Err: err}
+}
+
+// Destroy is IOMMU_DESTROY: free any object by id. Prefer the objects'
+// Close, which also keeps them from being used afterwards.
 func (f *FD) Destroy(id uint32) error {
-	d := uapi.IommuDestroy{Size: uint32(unsafe.Sizeof(uapi.IommuDestroy{})), Id: id}
-	return f.ioctl("IOMMU_DESTROY", uapi.IOMMU_DESTROY, unsafe.Pointer(&d), fmt.Sprintf("id %d", id))
+	d := uapi.IommuDestroy{Id: id}
+	err := f.do("IOMMU_DESTROY", uapi.IOMMU_DESTROY, fmt.Sprintf("id %d", id), func(fd int) error { return uapi.IoctlIommuDestroy(fd, &d) })
+	var e *vfioerr.OpError
+	if errors.As(err, &e) && errors.Is(err, unix.EBUSY) {
+		e.Hint = "the object is in use (a device is attached to it, or another object refers to it)"
+	}
+	return err
 }
 
 // Option ids and operations of IOMMU_OPTION.
 const (
-	OptionRlimitMode = uapi.IOMMU_OPTION_RLIMIT_MODE // 0: per user (default), 1: per process
+	OptionRlimitMode = uapi.IOMMU_OPTION_RLIMIT_MODE // global: 0 accounts pinned pages per user (default), 1 per process
 	OptionHugePages  = uapi.IOMMU_OPTION_HUGE_PAGES  // per IOAS: 1 (default) combines pages
 )
 
 // GetOption is IOMMU_OPTION with IOMMU_OPTION_OP_GET (object 0 for global options).
 func (f *FD) GetOption(option, object uint32) (uint64, error) {
-	o := uapi.IommuOption{Size: uint32(unsafe.Sizeof(uapi.IommuOption{})), OptionId: option, Op: uapi.IOMMU_OPTION_OP_GET, ObjectId: object}
-	err := f.ioctl("IOMMU_OPTION", uapi.IOMMU_OPTION, unsafe.Pointer(&o), fmt.Sprintf("get option %d object %d", option, object))
+	o := uapi.IommuOption{OptionId: option, Op: uapi.IOMMU_OPTION_OP_GET, ObjectId: object}
+	err := f.do("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("get option %d object %d", option, object), func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
 	return o.Val64, err
 }
 
 // SetOption is IOMMU_OPTION with IOMMU_OPTION_OP_SET.
 func (f *FD) SetOption(option, object uint32, val uint64) error {
-	o := uapi.IommuOption{Size: uint32(unsafe.Sizeof(uapi.IommuOption{})), OptionId: option, Op: uapi.IOMMU_OPTION_OP_SET, ObjectId: object, Val64: val}
-	return f.ioctl("IOMMU_OPTION", uapi.IOMMU_OPTION, unsafe.Pointer(&o), fmt.Sprintf("set option %d object %d = %d", option, object, val))
+	o := uapi.IommuOption{OptionId: option, Op: uapi.IOMMU_OPTION_OP_SET, ObjectId: object, Val64: val}
+	err := f.do("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("set option %d object %d = %d", option, object, val), func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
+	var e *vfioerr.OpError
+	if option == OptionRlimitMode && errors.As(err, &e) {
+		switch {
+		case errors.Is(err, unix.EPERM):
+			e.Hint = "changing the accounting mode needs CAP_SYS_RESOURCE"
+		case errors.Is(err, unix.EBUSY):
+			e.Hint = "the accounting mode can only change before any object (IOAS, device binding) exists on the iommufd"
+		}
+	}
+	return err
+}
+
+// SetRlimitPerProcess is IOMMU_OPTION_RLIMIT_MODE: with true, pages pinned
+// through f count against RLIMIT_MEMLOCK of the process that maps them
+// rather than of its user (as the type1 container counts them). It needs
+// CAP_SYS_RESOURCE, and the kernel takes it only while f holds no object
+// (EBUSY after): a privileged helper sets it right after opening, before
+// handing f to an unprivileged VMM.
+func (f *FD) SetRlimitPerProcess(perProcess bool) error {
+	var v uint64
+	if perProcess {
+		v = 1
+	}
+	return f.SetOption(OptionRlimitMode, 0, v)
 }
 
 // CompatIOAS is IOMMU_VFIO_IOAS GET: the IOAS that the VFIO compat
-// container (type1 ioctls on this FD, or groups set to it) uses.
+// container (type1 ioctls on this FD, or groups set to it) uses. It is
+// borrowed: its Close does not destroy it.
 func (f *FD) CompatIOAS() (*IOAS, error) {
-	v := uapi.IommuVfioIoas{Size: uint32(unsafe.Sizeof(uapi.IommuVfioIoas{})), Op: uapi.IOMMU_VFIO_IOAS_GET}
-	if err := f.ioctl("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, unsafe.Pointer(&v), "get"); err != nil {
+	v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_GET}
+	if err := f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "get", func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) }); err != nil {
 		return nil, err
 	}
-	return &IOAS{fd: f, id: v.IoasId, borrowed: true}, nil
+	return &IOAS{object: object{fd: f, kind: "ioas", id: v.IoasId, borrowed: true}}, nil
 }
 
 // SetCompatIOAS is IOMMU_VFIO_IOAS SET: make ioas the compat IOAS.
 func (f *FD) SetCompatIOAS(ioas *IOAS) error {
-	v := uapi.IommuVfioIoas{Size: uint32(unsafe.Sizeof(uapi.IommuVfioIoas{})), Op: uapi.IOMMU_VFIO_IOAS_SET, IoasId: ioas.id}
-	return f.ioctl("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, unsafe.Pointer(&v), fmt.Sprintf("set %d", ioas.id))
+	return ioas.use("IOMMU_VFIO_IOAS", func(id uint32) error {
+		v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_SET, IoasId: id}
+		return f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, fmt.Sprintf("set %d", id), func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
+	})
 }
 
 // ClearCompatIOAS is IOMMU_VFIO_IOAS CLEAR: disable VFIO compatibility.
 func (f *FD) ClearCompatIOAS() error {
-	v := uapi.IommuVfioIoas{Size: uint32(unsafe.Sizeof(uapi.IommuVfioIoas{})), Op: uapi.IOMMU_VFIO_IOAS_CLEAR}
-	return f.ioctl("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, unsafe.Pointer(&v), "clear")
+	v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_CLEAR}
+	return f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "clear", func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
 }

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/vfioctl/vfioctl/internal/kernel"
 )
 
 // /dev/null answers every ioctl with ENOTTY, like a kernel that lacks it:
@@ -18,7 +16,7 @@ func TestENOTTYNamesTheKernelVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd, err := NewFD(raw, "/dev/null")
+	fd, err := NewFD(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +40,100 @@ func TestENOTTYNamesTheKernelVersion(t *testing.T) {
 	if err := fd.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := fd.Close(); !errors.Is(err, kernel.ErrClosed) {
+	if err := fd.Close(); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Close = %v", err)
 	}
-	if _, err := fd.AllocIOAS(); !errors.Is(err, kernel.ErrClosed) {
+	if _, err := fd.AllocIOAS(); !errors.Is(err, ErrClosed) {
 		t.Errorf("AllocIOAS after Close = %v", err)
+	}
+}
+
+func devNull(t *testing.T) *FD {
+	t.Helper()
+	raw, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := NewFD(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	return fd
+}
+
+// A borrowed IOAS never reaches the kernel after Close: on /dev/null a call
+// that reaches the kernel says ErrNotSupported, one that does not says
+// ErrClosed.
+func TestBorrowedIOASClosed(t *testing.T) {
+	fd := devNull(t)
+	ioas, err := fd.IOASByID(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := make([]byte, 4096)
+	if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Map before Close = %v, want the kernel's answer", err)
+	}
+	if err := ioas.Close(); err != nil {
+		t.Fatalf("Close of a borrowed IOAS = %v", err)
+	}
+	for name, call := range map[string]func() error{
+		"Map":        func() error { return ioas.Map(0x1000, mem, 3) },
+		"Unmap":      func() error { return ioas.Unmap(0x1000, 4096) },
+		"UnmapAll":   func() error { _, err := ioas.UnmapAll(); return err },
+		"Ranges":     func() error { _, _, err := ioas.Ranges(); return err },
+		"AllowIOVAs": func() error { return ioas.AllowIOVAs(nil) },
+		"MapFile":    func() error { return ioas.MapFile(0, 0, 0, 4096, 3) },
+		"Close":      ioas.Close,
+	} {
+		if err := call(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+// A destroy the kernel refuses leaves the object open: Close can be retried
+// and the object still works.
+func TestFailedDestroyIsRetryable(t *testing.T) {
+	fd := devNull(t)
+	ioas := &IOAS{object: object{fd: fd, kind: "ioas", id: 9}}
+	for i := 0; i < 2; i++ {
+		if err := ioas.Close(); errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSupported) {
+			t.Fatalf("Close #%d = %v, want the kernel's refusal, not ErrClosed", i+1, err)
+		}
+	}
+	if _, _, err := ioas.Ranges(); errors.Is(err, ErrClosed) {
+		t.Fatalf("Ranges after a failed Close = %v", err)
+	}
+}
+
+// Close racing with uses: every use either reaches the kernel or fails
+// with ErrClosed, and exactly one Close wins (run with -race).
+func TestCloseRace(t *testing.T) {
+	fd := devNull(t)
+	ioas, _ := fd.IOASByID(3)
+	mem := make([]byte, 4096)
+	done := make(chan int)
+	for g := 0; g < 4; g++ {
+		go func() {
+			wins := 0
+			for i := 0; i < 200; i++ {
+				if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotSupported) {
+					t.Errorf("Map = %v", err)
+				}
+				if ioas.Close() == nil {
+					wins++
+				}
+			}
+			done <- wins
+		}()
+	}
+	total := 0
+	for g := 0; g < 4; g++ {
+		total += <-done
+	}
+	if total != 1 {
+		t.Fatalf("%d Closes succeeded, want exactly 1", total)
 	}
 }

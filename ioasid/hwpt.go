@@ -3,12 +3,14 @@ package ioasid
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // HWPT flags (IOMMU_HWPT_ALLOC).
@@ -18,47 +20,46 @@ const (
 )
 
 // HWPT is a hardware page table: the IOMMU domain a device is attached to,
-// holding the mappings of its IOAS.
+// holding the mappings of its IOAS. Its methods are safe for concurrent
+// use; after Close every one fails with ErrClosed.
 type HWPT struct {
-	fd     *FD
-	id     uint32
-	closed bool
+	object
 }
 
 // AllocHWPT is IOMMU_HWPT_ALLOC: a kernel-managed page table for the
 // device devID (from vfio.Device.BindIOMMUFD) mirroring ioas.
 func (f *FD) AllocHWPT(devID uint32, ioas *IOAS, flags uint32) (*HWPT, error) {
-	a := uapi.IommuHwptAlloc{Size: uint32(unsafe.Sizeof(uapi.IommuHwptAlloc{})), Flags: flags, DevId: devID, PtId: ioas.id}
-	err := f.ioctl("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, unsafe.Pointer(&a), fmt.Sprintf("dev %d ioas %d flags %#x", devID, ioas.id, flags))
+	var a uapi.IommuHwptAlloc
+	err := ioas.use("IOMMU_HWPT_ALLOC", func(id uint32) error {
+		a = uapi.IommuHwptAlloc{Flags: flags, DevId: devID, PtId: id}
+		return f.do("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, fmt.Sprintf("dev %d ioas %d flags %#x", devID, id, flags), func(fd int) error { return uapi.IoctlIommuHwptAlloc(fd, &a) })
+	})
 	if flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
-		return nil, &kernel.NotSupportedError{Feature: "IOMMU_HWPT_ALLOC_DIRTY_TRACKING on device " + fmt.Sprint(devID),
+		return nil, &vfioerr.NotSupportedError{Feature: "IOMMU_HWPT_ALLOC_DIRTY_TRACKING on device " + fmt.Sprint(devID),
 			Reason: "the IOMMU does not track dirty pages (needs e.g. VT-d second-stage A/D bits or AMD HAD)"}
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &HWPT{fd: f, id: a.OutHwptId}, nil
+	return &HWPT{object: object{fd: f, kind: "hwpt", id: a.OutHwptId}}, nil
 }
 
 // ID is the HWPT's object id (for vfio.Device.AttachPT).
 func (h *HWPT) ID() uint32 { return h.id }
 
-// Close destroys the HWPT; detach devices first.
-func (h *HWPT) Close() error {
-	if h.closed {
-		return &kernel.Error{Op: "IOMMU_DESTROY", Object: h.fd.Name(), Args: fmt.Sprintf("hwpt %d", h.id), Err: kernel.ErrClosed}
-	}
-	h.closed = true
-	return h.fd.Destroy(h.id)
-}
+// Close destroys the HWPT (EBUSY while a device is attached: detach it and
+// retry). A second Close, and every use after Close, fails with ErrClosed.
+func (h *HWPT) Close() error { return h.close(nil) }
 
 // SetDirtyTracking is IOMMU_HWPT_SET_DIRTY_TRACKING.
 func (h *HWPT) SetDirtyTracking(on bool) error {
-	s := uapi.IommuHwptSetDirtyTracking{Size: uint32(unsafe.Sizeof(uapi.IommuHwptSetDirtyTracking{})), HwptId: h.id}
-	if on {
-		s.Flags = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
-	}
-	return h.fd.ioctl("IOMMU_HWPT_SET_DIRTY_TRACKING", uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, unsafe.Pointer(&s), fmt.Sprintf("hwpt %d on=%v", h.id, on))
+	return h.use("IOMMU_HWPT_SET_DIRTY_TRACKING", func(id uint32) error {
+		s := uapi.IommuHwptSetDirtyTracking{HwptId: id}
+		if on {
+			s.Flags = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
+		}
+		return h.fd.do("IOMMU_HWPT_SET_DIRTY_TRACKING", uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, fmt.Sprintf("hwpt %d on=%v", id, on), func(fd int) error { return uapi.IoctlIommuHwptSetDirtyTracking(fd, &s) })
+	})
 }
 
 // DirtyBitmap is IOMMU_HWPT_GET_DIRTY_BITMAP for [iova, iova+length) at
@@ -66,31 +67,41 @@ func (h *HWPT) SetDirtyTracking(on bool) error {
 // the bits set (IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR).
 func (h *HWPT) DirtyBitmap(iova, length, pageSize uint64, clear bool) ([]uint64, error) {
 	if pageSize == 0 || length == 0 || length%pageSize != 0 {
-		return nil, &kernel.Error{Op: "IOMMU_HWPT_GET_DIRTY_BITMAP", Object: h.fd.Name(), Args: fmt.Sprintf("length %#x page %#x", length, pageSize), Err: unix.EINVAL, Hint: "length must be a non-zero multiple of the page size"}
+		return nil, &vfioerr.OpError{Op: "IOMMU_HWPT_GET_DIRTY_BITMAP", Object: h.fd.Name(), Args: fmt.Sprintf("length %#x page %#x", length, pageSize), Err: unix.EINVAL, Hint: "length must be a non-zero multiple of the page size"}
 	}
-	pages := length / pageSize
-	bm := make([]uint64, (pages+63)/64)
-	g := uapi.IommuHwptGetDirtyBitmap{Size: uint32(unsafe.Sizeof(uapi.IommuHwptGetDirtyBitmap{})), HwptId: h.id, Iova: iova, Length: length,
-		PageSize: pageSize, Data: uint64(uintptr(unsafe.Pointer(&bm[0])))}
-	if !clear {
-		g.Flags = uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+	raw := kernel.HeapBytes(int((length/pageSize + 63) / 64 * 8)) // the kernel writes it through Data
+	err := h.use("IOMMU_HWPT_GET_DIRTY_BITMAP", func(id uint32) error {
+		g := uapi.IommuHwptGetDirtyBitmap{HwptId: id, Iova: iova, Length: length, PageSize: pageSize, Data: uint64(uintptr(unsafe.Pointer(&raw[0])))}
+		if !clear {
+			g.Flags = uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+		}
+		err := h.fd.do("IOMMU_HWPT_GET_DIRTY_BITMAP", uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, fmt.Sprintf("hwpt %d iova=%#x length=%#x", id, iova, length), func(fd int) error { return uapi.IoctlIommuHwptGetDirtyBitmap(fd, &g) })
+		runtime.KeepAlive(raw)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	err := h.fd.ioctl("IOMMU_HWPT_GET_DIRTY_BITMAP", uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, unsafe.Pointer(&g), fmt.Sprintf("hwpt %d iova=%#x length=%#x", h.id, iova, length))
-	return bm, err
+	return words(raw), nil
 }
 
 // Invalidate is IOMMU_HWPT_INVALIDATE on a nested HWPT with driver-specific
 // requests of dataType (e.g. uapi.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1), each
-// entrySize bytes. It returns how many requests the kernel handled.
+// entrySize bytes. It returns how many requests the kernel handled: on an
+// error, the index of the request it stopped at.
 func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (uint32, error) {
 	if uint64(entrySize)*uint64(n) > uint64(len(reqs)) {
-		return 0, &kernel.Error{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name(), Err: unix.EINVAL, Hint: "request buffer shorter than n*entrySize"}
+		return 0, &vfioerr.OpError{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name(), Err: unix.EINVAL, Hint: "request buffer shorter than n*entrySize"}
 	}
-	var p uintptr
-	if len(reqs) > 0 {
-		p = uintptr(unsafe.Pointer(&reqs[0]))
-	}
-	inv := uapi.IommuHwptInvalidate{Size: uint32(unsafe.Sizeof(uapi.IommuHwptInvalidate{})), HwptId: h.id, DataUptr: uint64(p), DataType: dataType, EntryLen: entrySize, EntryNum: n}
-	err := h.fd.ioctl("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, unsafe.Pointer(&inv), fmt.Sprintf("hwpt %d type %d n %d", h.id, dataType, n))
-	return inv.EntryNum, err
+	buf := kernel.HeapBytes(len(reqs) + 1) // read through DataUptr; never empty
+	copy(buf, reqs)
+	var done uint32
+	err := h.use("IOMMU_HWPT_INVALIDATE", func(id uint32) error {
+		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0]))), DataType: dataType, EntryLen: entrySize, EntryNum: n}
+		err := h.fd.do("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %d n %d", id, dataType, n), func(fd int) error { return uapi.IoctlIommuHwptInvalidate(fd, &inv) })
+		runtime.KeepAlive(buf)
+		done = inv.EntryNum
+		return err
+	})
+	return done, err
 }

@@ -3,6 +3,7 @@ package ioasid
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -10,50 +11,63 @@ import (
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // IOAS is an I/O address space: IOVA -> process memory mappings that
-// devices and HWPTs attached to it see. It implements dma.Mapper.
+// devices and HWPTs attached to it see. It implements dma.Mapper. Its
+// methods are safe for concurrent use; after Close every one fails with
+// ErrClosed.
 type IOAS struct {
-	fd       *FD
-	id       uint32
-	borrowed bool // the compat IOAS: not destroyed by Close
-	closed   bool
+	object
 }
 
 // AllocIOAS is IOMMU_IOAS_ALLOC.
 func (f *FD) AllocIOAS() (*IOAS, error) {
-	a := uapi.IommuIoasAlloc{Size: uint32(unsafe.Sizeof(uapi.IommuIoasAlloc{}))}
-	if err := f.ioctl("IOMMU_IOAS_ALLOC", uapi.IOMMU_IOAS_ALLOC, unsafe.Pointer(&a), ""); err != nil {
+	var a uapi.IommuIoasAlloc
+	if err := f.do("IOMMU_IOAS_ALLOC", uapi.IOMMU_IOAS_ALLOC, "", func(fd int) error { return uapi.IoctlIommuIoasAlloc(fd, &a) }); err != nil {
 		return nil, err
 	}
-	return &IOAS{fd: f, id: a.OutIoasId}, nil
+	return &IOAS{object: object{fd: f, kind: "ioas", id: a.OutIoasId}}, nil
+}
+
+// IOASByID wraps an existing IOAS of f by id (for example one a parent
+// process allocated on an iommufd it handed over). The IOAS is borrowed:
+// Close stops this value from using it but does not destroy it.
+func (f *FD) IOASByID(id uint32) (*IOAS, error) {
+	if _, err := f.fd.Int(); err != nil {
+		return nil, err
+	}
+	return &IOAS{object: object{fd: f, kind: "ioas", id: id, borrowed: true}}, nil
 }
 
 // ID is the IOAS's object id (for vfio.Device.AttachPT).
 func (s *IOAS) ID() uint32 { return s.id }
 
-// Close destroys the IOAS (IOMMU_DESTROY); the compat IOAS is left alone.
-func (s *IOAS) Close() error {
-	if s.closed {
-		return &kernel.Error{Op: "IOMMU_DESTROY", Object: s.fd.Name(), Args: fmt.Sprintf("ioas %d", s.id), Err: kernel.ErrClosed}
-	}
-	s.closed = true
-	if s.borrowed {
-		return nil
-	}
-	return s.fd.Destroy(s.id)
-}
+// Close destroys the IOAS (IOMMU_DESTROY; EBUSY while a device or HWPT
+// uses it, and then Close can be retried). A borrowed IOAS (CompatIOAS,
+// IOASByID) is not destroyed. Either way a second Close, and every use
+// after Close, fails with ErrClosed.
+func (s *IOAS) Close() error { return s.close(nil) }
 
 // Ranges is IOMMU_IOAS_IOVA_RANGES: the IOVAs that may be mapped now
 // (attaching devices narrows them) and the IOVA alignment.
-func (s *IOAS) Ranges() ([]dma.Range, uint64, error) {
+func (s *IOAS) Ranges() (ranges []dma.Range, align uint64, err error) {
+	err = s.use("IOMMU_IOAS_IOVA_RANGES", func(id uint32) error {
+		ranges, align, err = s.ranges(id)
+		return err
+	})
+	return ranges, align, err
+}
+
+func (s *IOAS) ranges(id uint32) ([]dma.Range, uint64, error) {
+	size := int(unsafe.Sizeof(uapi.IommuIovaRange{}))
 	n := uint32(4)
 	for try := 0; try < 4; try++ {
-		rs := make([]uapi.IommuIovaRange, n)
-		q := uapi.IommuIoasIovaRanges{Size: uint32(unsafe.Sizeof(uapi.IommuIoasIovaRanges{})), IoasId: s.id, NumIovas: n,
-			AllowedIovas: uint64(uintptr(unsafe.Pointer(&rs[0])))}
-		err := s.fd.ioctl("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES, unsafe.Pointer(&q), fmt.Sprintf("ioas %d", s.id))
+		buf := kernel.HeapBytes(int(n) * size) // the kernel writes it through AllowedIovas
+		q := uapi.IommuIoasIovaRanges{IoasId: id, NumIovas: n, AllowedIovas: uint64(uintptr(unsafe.Pointer(&buf[0])))}
+		err := s.fd.do("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES, s.String(), func(fd int) error { return uapi.IoctlIommuIoasIovaRanges(fd, &q) })
+		runtime.KeepAlive(buf)
 		if errors.Is(err, unix.EMSGSIZE) {
 			n = q.NumIovas
 			continue
@@ -63,11 +77,15 @@ func (s *IOAS) Ranges() ([]dma.Range, uint64, error) {
 		}
 		out := make([]dma.Range, q.NumIovas)
 		for i := range out {
-			out[i] = dma.Range{Start: rs[i].Start, Last: rs[i].Last}
+			r, err := uapi.Decode[uapi.IommuIovaRange](buf[i*size:])
+			if err != nil {
+				return nil, 0, err
+			}
+			out[i] = dma.Range{Start: r.Start, Last: r.Last}
 		}
 		return out, q.OutIovaAlignment, nil
 	}
-	return nil, 0, fmt.Errorf("IOMMU_IOAS_IOVA_RANGES on ioas %d: range count kept changing", s.id)
+	return nil, 0, &vfioerr.OpError{Op: "IOMMU_IOAS_IOVA_RANGES", Object: s.fd.Name(), Args: s.String(), Err: unix.EAGAIN, Hint: "the range count kept changing"}
 }
 
 // IOVARanges implements dma.Mapper.
@@ -86,13 +104,17 @@ func (s *IOAS) Alignment() (uint64, error) {
 // ranges mappable (device attach that would narrow them fails) and picks
 // automatic IOVAs only inside them.
 func (s *IOAS) AllowIOVAs(ranges []dma.Range) error {
-	rs := make([]uapi.IommuIovaRange, len(ranges)+1) // never empty: a valid pointer
+	size := int(unsafe.Sizeof(uapi.IommuIovaRange{}))
+	buf := kernel.HeapBytes((len(ranges) + 1) * size) // never empty: a valid pointer
 	for i, r := range ranges {
-		rs[i] = uapi.IommuIovaRange{Start: r.Start, Last: r.Last}
+		*(*uapi.IommuIovaRange)(unsafe.Pointer(&buf[i*size])) = uapi.IommuIovaRange{Start: r.Start, Last: r.Last}
 	}
-	a := uapi.IommuIoasAllowIovas{Size: uint32(unsafe.Sizeof(uapi.IommuIoasAllowIovas{})), IoasId: s.id, NumIovas: uint32(len(ranges)),
-		AllowedIovas: uint64(uintptr(unsafe.Pointer(&rs[0])))}
-	return s.fd.ioctl("IOMMU_IOAS_ALLOW_IOVAS", uapi.IOMMU_IOAS_ALLOW_IOVAS, unsafe.Pointer(&a), fmt.Sprintf("ioas %d, %d ranges", s.id, len(ranges)))
+	return s.use("IOMMU_IOAS_ALLOW_IOVAS", func(id uint32) error {
+		a := uapi.IommuIoasAllowIovas{IoasId: id, NumIovas: uint32(len(ranges)), AllowedIovas: uint64(uintptr(unsafe.Pointer(&buf[0])))}
+		err := s.fd.do("IOMMU_IOAS_ALLOW_IOVAS", uapi.IOMMU_IOAS_ALLOW_IOVAS, fmt.Sprintf("%s, %d ranges", s, len(ranges)), func(fd int) error { return uapi.IoctlIommuIoasAllowIovas(fd, &a) })
+		runtime.KeepAlive(buf)
+		return err
+	})
 }
 
 func mapFlags(perm dma.Perm) uint32 {
@@ -120,18 +142,28 @@ func (s *IOAS) MapAnywhere(mem []byte, perm dma.Perm) (uint64, error) {
 
 func (s *IOAS) mapAt(iova uint64, mem []byte, perm dma.Perm, flags uint32) (uint64, error) {
 	if len(mem) == 0 {
-		return 0, &kernel.Error{Op: "IOMMU_IOAS_MAP", Object: s.fd.Name(), Args: fmt.Sprintf("ioas %d iova=%#x", s.id, iova), Err: unix.EINVAL, Hint: "empty buffer"}
+		return 0, &vfioerr.OpError{Op: "IOMMU_IOAS_MAP", Object: s.fd.Name(), Args: fmt.Sprintf("%s iova=%#x", s, iova), Err: unix.EINVAL, Hint: "empty buffer"}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, s.closedError("IOMMU_IOAS_MAP")
 	}
 	m := uapi.IommuIoasMap{
-		Size:   uint32(unsafe.Sizeof(uapi.IommuIoasMap{})),
 		Flags:  flags | mapFlags(perm),
 		IoasId: s.id,
 		UserVa: uint64(uintptr(unsafe.Pointer(&mem[0]))),
 		Length: uint64(len(mem)),
 		Iova:   iova,
 	}
-	if _, err := s.fd.fd.Ioctl(uapi.IOMMU_IOAS_MAP, uintptr(unsafe.Pointer(&m))); err != nil {
-		return 0, kernel.MapError("IOMMU_IOAS_MAP", s.fd.Name(), fmt.Sprintf("ioas %d iova=%#x size=%#x", s.id, iova, len(mem)), err)
+	err := s.fd.fd.Do(func(fd int) error { return uapi.IoctlIommuIoasMap(fd, &m) })
+	runtime.KeepAlive(mem) // the kernel reads mem through m.UserVa
+	if err != nil {
+		args := fmt.Sprintf("%s iova=%#x size=%#x", s, iova, len(mem))
+		if errors.Is(err, unix.ENOTTY) {
+			return 0, s.fd.explain("IOMMU_IOAS_MAP", uapi.IOMMU_IOAS_MAP, args, err)
+		}
+		return 0, kernel.MapError("IOMMU_IOAS_MAP", s.fd.Name(), args, err)
 	}
 	return m.Iova, nil
 }
@@ -139,58 +171,64 @@ func (s *IOAS) mapAt(iova uint64, mem []byte, perm dma.Perm, flags uint32) (uint
 // Copy is IOMMU_IOAS_COPY: map into dst at dstIOVA the pages that the
 // mapping [srcIOVA, srcIOVA+length) of s already pins (no second pin).
 func (s *IOAS) Copy(dst *IOAS, dstIOVA, srcIOVA, length uint64, perm dma.Perm) error {
-	c := uapi.IommuIoasCopy{
-		Size:      uint32(unsafe.Sizeof(uapi.IommuIoasCopy{})),
-		Flags:     uapi.IOMMU_IOAS_MAP_FIXED_IOVA | mapFlags(perm),
-		DstIoasId: dst.id,
-		SrcIoasId: s.id,
-		Length:    length,
-		DstIova:   dstIOVA,
-		SrcIova:   srcIOVA,
-	}
-	return s.fd.ioctl("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY, unsafe.Pointer(&c),
-		fmt.Sprintf("ioas %d iova=%#x -> ioas %d iova=%#x length %#x", s.id, srcIOVA, dst.id, dstIOVA, length))
+	return s.use("IOMMU_IOAS_COPY", func(src uint32) error {
+		return dst.use("IOMMU_IOAS_COPY", func(dstID uint32) error {
+			c := uapi.IommuIoasCopy{
+				Flags:     uapi.IOMMU_IOAS_MAP_FIXED_IOVA | mapFlags(perm),
+				DstIoasId: dstID,
+				SrcIoasId: src,
+				Length:    length,
+				DstIova:   dstIOVA,
+				SrcIova:   srcIOVA,
+			}
+			return s.fd.do("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY,
+				fmt.Sprintf("ioas %d iova=%#x -> ioas %d iova=%#x length %#x", src, srcIOVA, dstID, dstIOVA, length),
+				func(fd int) error { return uapi.IoctlIommuIoasCopy(fd, &c) })
+		})
+	})
 }
 
 // Unmap is IOMMU_IOAS_UNMAP of [iova, iova+size) (dma.Mapper). The range
-// must cover whole mappings; nothing mapped there is ENOENT.
+// must cover whole mappings; nothing mapped there is ENOENT. It does not
+// allocate unless it fails.
 func (s *IOAS) Unmap(iova, size uint64) error {
-	u := uapi.IommuIoasUnmap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasUnmap{})), IoasId: s.id, Iova: iova, Length: size}
-	if _, err := s.fd.fd.Ioctl(uapi.IOMMU_IOAS_UNMAP, uintptr(unsafe.Pointer(&u))); err != nil {
-		return &kernel.Error{Op: "IOMMU_IOAS_UNMAP", Object: s.fd.Name(), Args: fmt.Sprintf("ioas %d iova=%#x size=%#x", s.id, iova, size), Err: err}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return s.closedError("IOMMU_IOAS_UNMAP")
+	}
+	u := uapi.IommuIoasUnmap{IoasId: s.id, Iova: iova, Length: size}
+	if err := s.fd.fd.Do(func(fd int) error { return uapi.IoctlIommuIoasUnmap(fd, &u) }); err != nil {
+		return s.fd.explain("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s iova=%#x size=%#x", s, iova, size), err)
 	}
 	return nil
 }
 
 // UnmapAll unmaps everything and returns the bytes unmapped.
-func (s *IOAS) UnmapAll() (uint64, error) {
-	u := uapi.IommuIoasUnmap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasUnmap{})), IoasId: s.id, Iova: 0, Length: ^uint64(0)}
-	err := s.fd.ioctl("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, unsafe.Pointer(&u), fmt.Sprintf("ioas %d all", s.id))
-	return u.Length, err
+func (s *IOAS) UnmapAll() (n uint64, err error) {
+	err = s.use("IOMMU_IOAS_UNMAP", func(id uint32) error {
+		u := uapi.IommuIoasUnmap{IoasId: id, Iova: 0, Length: ^uint64(0)}
+		err := s.fd.do("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s all", s), func(fd int) error { return uapi.IoctlIommuIoasUnmap(fd, &u) })
+		n = u.Length
+		return err
+	})
+	return n, err
 }
 
 // MapFile is IOMMU_IOAS_MAP_FILE (Linux 6.13): map [start, start+length) of
 // a memfd at iova.
-func (s *IOAS) MapFile(iova uint64, fd int, start, length uint64, perm dma.Perm) error {
-	m := uapi.IommuIoasMapFile{Size: uint32(unsafe.Sizeof(uapi.IommuIoasMapFile{})), Flags: uapi.IOMMU_IOAS_MAP_FIXED_IOVA | mapFlags(perm),
-		IoasId: s.id, Fd: int32(fd), Start: start, Length: length, Iova: iova}
-	return s.fd.ioctl("IOMMU_IOAS_MAP_FILE", uapi.IOMMU_IOAS_MAP_FILE, unsafe.Pointer(&m), fmt.Sprintf("ioas %d iova=%#x fd %d", s.id, iova, fd))
+func (s *IOAS) MapFile(iova uint64, memfd int, start, length uint64, perm dma.Perm) error {
+	return s.use("IOMMU_IOAS_MAP_FILE", func(id uint32) error {
+		m := uapi.IommuIoasMapFile{Flags: uapi.IOMMU_IOAS_MAP_FIXED_IOVA | mapFlags(perm), IoasId: id, Fd: int32(memfd), Start: start, Length: length, Iova: iova}
+		return s.fd.do("IOMMU_IOAS_MAP_FILE", uapi.IOMMU_IOAS_MAP_FILE, fmt.Sprintf("%s iova=%#x fd %d", s, iova, memfd), func(fd int) error { return uapi.IoctlIommuIoasMapFile(fd, &m) })
+	})
 }
 
 // ChangeProcess is IOMMU_IOAS_CHANGE_PROCESS (Linux 6.14): move the pinned
 // page accounting of all file mappings of the FD to the calling process.
 func (f *FD) ChangeProcess() error {
-	c := uapi.IommuIoasChangeProcess{Size: uint32(unsafe.Sizeof(uapi.IommuIoasChangeProcess{}))}
-	return f.ioctl("IOMMU_IOAS_CHANGE_PROCESS", uapi.IOMMU_IOAS_CHANGE_PROCESS, unsafe.Pointer(&c), "")
+	var c uapi.IommuIoasChangeProcess
+	return f.do("IOMMU_IOAS_CHANGE_PROCESS", uapi.IOMMU_IOAS_CHANGE_PROCESS, "", func(fd int) error { return uapi.IoctlIommuIoasChangeProcess(fd, &c) })
 }
 
 var _ dma.Mapper = (*IOAS)(nil)
-
-// IOASByID wraps an existing IOAS of f by id (for example one a parent
-// process allocated on an inherited iommufd). Close does not destroy it.
-func (f *FD) IOASByID(id uint32) (*IOAS, error) {
-	if _, err := f.fd.Int(); err != nil {
-		return nil, err
-	}
-	return &IOAS{fd: f, id: id, borrowed: true}, nil
-}

@@ -1,6 +1,7 @@
 package pci
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -36,6 +37,23 @@ func TestParseAddress(t *testing.T) {
 		"0000:00:03.0\x00", "00000:00:03.0", "0:0:3.0", "0000:0g:03.0", "0000:00:03.0 ", "0000:00:03.00", "0000:00:03:0.0", strings.Repeat("a", 5000)} {
 		if a, err := ParseAddress(in); err == nil {
 			t.Errorf("ParseAddress(%q) = %v, want an error", in, a)
+		}
+	}
+}
+
+func TestDeviceJSONHex(t *testing.T) {
+	d := &Device{Address: "0000:00:04.0", Vendor: 0x8086, Device: 0x10d3, SubVendor: 0x8086, SubDevice: 0, Class: 0x020000, IOMMUGroup: 2}
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"vendor": "8086", "device": "10d3", "subsystem_device": "0000", "class": "0200", "prog_if": "00", "address": "0000:00:04.0", "iommu_group": 2.0} {
+		if got[k] != want {
+			t.Errorf("%s = %#v, want %#v (in %s)", k, got[k], want, b)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vfioctl/vfioctl/internal/sysfs"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // VFIODriver is the driver Bind moves devices to.
@@ -24,12 +25,9 @@ var (
 	ErrAlreadyBound = errors.New("already bound to vfio-pci")
 	ErrNotBound     = errors.New("not bound to vfio-pci")
 	ErrNoRecord     = errors.New("no record of a previous driver (it was not bound by vfioctl)")
-	ErrNotViable    = sysfs.ErrNotViable
+	ErrNotViable    = vfioerr.ErrGroupNotViable // matched by *vfioerr.GroupNotViableError
 	ErrBusy         = errors.New("device nodes are open")
 )
-
-// NotViableError names the group members that would keep a group unusable.
-type NotViableError = sysfs.NotViableError
 
 // BusyError names the processes holding a device's VFIO nodes open.
 type BusyError struct {
@@ -148,7 +146,7 @@ func groupTargets(d *Device, whole bool) ([]*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	var blockers []sysfs.Blocker
+	var blockers []vfioerr.Blocker
 	for _, m := range g.Devices {
 		if m == d.Address {
 			continue
@@ -163,11 +161,11 @@ func groupTargets(d *Device, whole bool) ([]*Device, error) {
 		if whole {
 			targets = append(targets, md)
 		} else if !sysfs.ViableDriver(md.Driver) {
-			blockers = append(blockers, sysfs.Blocker{Device: md.Address, Driver: md.Driver})
+			blockers = append(blockers, vfioerr.Blocker{Device: md.Address, Driver: md.Driver})
 		}
 	}
 	if len(blockers) > 0 {
-		return nil, &NotViableError{Address: d.Address, Group: d.IOMMUGroup, Blockers: blockers}
+		return nil, &vfioerr.GroupNotViableError{Address: d.Address, Group: d.IOMMUGroup, Blockers: blockers}
 	}
 	return targets, nil
 }

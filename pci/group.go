@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/vfioctl/vfioctl/internal/sysfs"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Group is an IOMMU group: the devices the IOMMU cannot isolate from each
@@ -16,7 +17,7 @@ type Group struct {
 	ID       int             `json:"id"`
 	Devices  []string        `json:"devices"`
 	Viable   bool            `json:"viable"`
-	Blockers []sysfs.Blocker `json:"blockers,omitempty"` // members whose driver makes it not viable
+	Blockers []vfioerr.Blocker `json:"blockers"` // members whose driver makes it not viable (empty when viable)
 }
 
 // Groups lists every IOMMU group (none when the IOMMU is off).
@@ -54,6 +55,9 @@ func GetGroup(n int) (*Group, error) {
 	blockers, err := sysfs.GroupBlockers(n)
 	if err != nil {
 		return nil, err
+	}
+	if blockers == nil {
+		blockers = []vfioerr.Blocker{}
 	}
 	return &Group{ID: n, Devices: devs, Viable: len(blockers) == 0, Blockers: blockers}, nil
 }

@@ -23,7 +23,7 @@ type UnsafeError struct {
 }
 
 func (e *UnsafeError) Error() string {
-	return fmt.Sprintf("refusing to take %s from its driver: %s (use --force to do it anyway)", e.Address, strings.Join(e.Reasons, "; "))
+	return fmt.Sprintf("taking %s from its driver would disrupt the host: %s", e.Address, strings.Join(e.Reasons, "; "))
 }
 
 // InUse lists why d is in use on the host: NICs that are up with addresses

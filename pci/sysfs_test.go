@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vfioctl/vfioctl/internal/sysfs"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // fakeSysfs builds a sysfs tree: devices with class, IDs and drivers in
@@ -68,7 +69,7 @@ func TestGroupViability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Viable || len(g.Blockers) != 1 || g.Blockers[0] != (sysfs.Blocker{Device: "0000:00:1f.2", Driver: "ahci"}) {
+	if g.Viable || len(g.Blockers) != 1 || g.Blockers[0] != (vfioerr.Blocker{Device: "0000:00:1f.2", Driver: "ahci"}) {
 		t.Fatalf("group 4 = %+v, want not viable because of 00:1f.2 on ahci", g)
 	}
 	if g, _ := GetGroup(1); !g.Viable {
@@ -81,7 +82,7 @@ func TestGroupViability(t *testing.T) {
 	// Binding 00:1f.0 alone is refused, naming the blocker.
 	d, _ := Get("00:1f.0")
 	_, err = groupTargets(d, false)
-	var nv *NotViableError
+	var nv *vfioerr.GroupNotViableError
 	if !errors.As(err, &nv) || !errors.Is(err, ErrNotViable) || nv.Blockers[0].Driver != "ahci" {
 		t.Fatalf("groupTargets = %v", err)
 	}

@@ -3,24 +3,38 @@ package vfio
 import (
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // CdevPath is the VFIO char device of a PCI device (/dev/vfio/devices/vfioN,
-// Linux 6.6 with VFIO_DEVICE_CDEV), found through sysfs.
+// Linux 6.6 with VFIO_DEVICE_CDEV), found through sysfs. A device that is
+// not bound to vfio-pci has none, and the error says so; a bound device
+// without one means the kernel lacks the feature (ErrNotSupported).
 func CdevPath(bdf string) (string, error) {
-	n := sysfs.DeviceCdev(bdf)
-	if n == "" {
-		return "", &kernel.NotSupportedError{Feature: "VFIO device cdev for " + bdf, Version: "6.6",
-			Reason: "the device is not bound to vfio-pci, or the kernel lacks CONFIG_VFIO_DEVICE_CDEV"}
+	if n := sysfs.DeviceCdev(bdf); n != "" {
+		return "/dev/vfio/devices/" + n, nil
 	}
-	return "/dev/vfio/devices/" + n, nil
+	if !sysfs.Exists(bdf) {
+		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "no such PCI device"}
+	}
+	if drv := sysfs.Driver(bdf); !sysfs.IsVFIODriver(drv) {
+		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "the device is bound to " + driverName(drv) + ", not vfio-pci"}
+	}
+	return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for " + bdf, Version: "6.6",
+		Reason: "the device is on vfio-pci but has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV"}
+}
+
+func driverName(drv string) string {
+	if drv == "" {
+		return "no driver"
+	}
+	return drv
 }
 
 // OpenCdev opens a device char device. The device is not usable until it is
@@ -34,6 +48,16 @@ func OpenCdev(path string) (*Device, error) {
 	return &Device{fd: fd, name: path}, nil
 }
 
+// NewCdev takes ownership of a pre-opened, not yet bound device cdev fd;
+// name is what errors call it.
+func NewCdev(fd int, name string) (*Device, error) {
+	f, err := kernel.NewFD(fd, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Device{fd: f, name: name}, nil
+}
+
 // BindIOMMUFD is VFIO_DEVICE_BIND_IOMMUFD: it binds the cdev to an iommufd
 // (anything with FD(), normally an *ioasid.FD) and returns the device id
 // iommufd knows it by.
@@ -42,18 +66,19 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	b := uapi.VfioDeviceBindIommufd{Argsz: uint32(unsafe.Sizeof(uapi.VfioDeviceBindIommufd{})), Iommufd: int32(ifd)}
-	if _, err := d.fd.Ioctl(uapi.VFIO_DEVICE_BIND_IOMMUFD, uintptr(unsafe.Pointer(&b))); err != nil {
-		e := &kernel.Error{Op: "VFIO_DEVICE_BIND_IOMMUFD", Object: d.name, Args: fmt.Sprintf("iommufd %d", ifd), Err: err}
+	b := uapi.VfioDeviceBindIommufd{Iommufd: int32(ifd)}
+	err = d.do("VFIO_DEVICE_BIND_IOMMUFD", fmt.Sprintf("iommufd %d", ifd), func(fd int) error { return uapi.IoctlVfioDeviceBindIommufd(fd, &b) })
+	var e *vfioerr.OpError
+	if errors.As(err, &e) {
 		switch {
 		case errors.Is(err, unix.EPERM):
-			e.Hint = unsafeInterruptsHint
+			e.Hint = unsafeInterruptsHint()
 		case errors.Is(err, unix.EBUSY):
-			e.Hint = "the device is already open through its group or bound"
+			e.Hint = "the device is already open through its group, or bound"
 		case errors.Is(err, unix.ENOTTY):
-			return 0, &kernel.NotSupportedError{Feature: "VFIO_DEVICE_BIND_IOMMUFD", Version: "6.6"}
+			return 0, &vfioerr.NotSupportedError{Feature: "VFIO_DEVICE_BIND_IOMMUFD on " + d.name, Version: "6.6"}
 		}
-		return 0, e
+		return 0, err
 	}
 	if err := d.loadInfo(); err != nil {
 		return 0, err
@@ -67,11 +92,11 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 // device replaces its page table in place; some IOMMU drivers
 // (virtio-iommu in Linux 6.12) refuse that with EADDRINUSE: DetachPT first.
 func (d *Device) AttachPT(id uint32) (uint32, error) {
-	a := uapi.VfioDeviceAttachIommufdPt{Argsz: uint32(unsafe.Sizeof(uapi.VfioDeviceAttachIommufdPt{})), PtId: id}
-	err := d.ioctl("VFIO_DEVICE_ATTACH_IOMMUFD_PT", uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, unsafe.Pointer(&a), fmt.Sprintf("pt %d", id))
-	var ke *kernel.Error
-	if errors.As(err, &ke) && errors.Is(err, unix.EADDRINUSE) {
-		ke.Hint = "the device is attached elsewhere and this IOMMU cannot replace its page table in place: DetachPT first"
+	a := uapi.VfioDeviceAttachIommufdPt{PtId: id}
+	err := d.do("VFIO_DEVICE_ATTACH_IOMMUFD_PT", fmt.Sprintf("pt %d", id), func(fd int) error { return uapi.IoctlVfioDeviceAttachIommufdPt(fd, &a) })
+	var e *vfioerr.OpError
+	if errors.As(err, &e) && errors.Is(err, unix.EADDRINUSE) {
+		e.Hint = "the device is attached elsewhere and this IOMMU cannot replace its page table in place: DetachPT first"
 	}
 	if err != nil {
 		return 0, err
@@ -81,6 +106,6 @@ func (d *Device) AttachPT(id uint32) (uint32, error) {
 
 // DetachPT is VFIO_DEVICE_DETACH_IOMMUFD_PT.
 func (d *Device) DetachPT() error {
-	dt := uapi.VfioDeviceDetachIommufdPt{Argsz: uint32(unsafe.Sizeof(uapi.VfioDeviceDetachIommufdPt{}))}
-	return d.ioctl("VFIO_DEVICE_DETACH_IOMMUFD_PT", uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, unsafe.Pointer(&dt), "")
+	var dt uapi.VfioDeviceDetachIommufdPt
+	return d.do("VFIO_DEVICE_DETACH_IOMMUFD_PT", "", func(fd int) error { return uapi.IoctlVfioDeviceDetachIommufdPt(fd, &dt) })
 }

@@ -1,9 +1,12 @@
 package vfio
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -11,6 +14,7 @@ import (
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // ContainerPath is the legacy VFIO container device. On kernels built with
@@ -39,10 +43,11 @@ func (t IOMMUType) String() string {
 }
 
 // Container is a VFIO container: one IOMMU context shared by its groups.
-// It is a dma.Mapper once SetIOMMU has succeeded.
+// It is a dma.Mapper once SetIOMMU has succeeded. Its methods are safe for
+// concurrent use; after Close every one fails with ErrClosed.
 type Container struct {
 	fd    *kernel.FD
-	iommu IOMMUType
+	iommu atomic.Int32 // IOMMUType; 0 until SetIOMMU
 }
 
 // OpenContainer opens /dev/vfio/vfio.
@@ -55,21 +60,24 @@ func OpenContainerPath(path string) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newContainer(fd)
+	return newContainer(fd, 0)
 }
 
 // NewContainer takes ownership of a pre-opened container fd (for example
-// one handed over by a privileged helper).
-func NewContainer(fd int, name string) (*Container, error) {
-	f, err := kernel.NewFD(fd, name)
+// one handed over by a privileged helper). iommu is the model the sender
+// already set with VFIO_SET_IOMMU, or 0 if none: the kernel has no call
+// that reports it.
+func NewContainer(fd int, iommu IOMMUType) (*Container, error) {
+	f, err := kernel.NewFD(fd, kernel.NameOf(fd, fmt.Sprintf("container fd %d", fd)))
 	if err != nil {
 		return nil, err
 	}
-	return newContainer(f)
+	return newContainer(f, iommu)
 }
 
-func newContainer(fd *kernel.FD) (*Container, error) {
+func newContainer(fd *kernel.FD, iommu IOMMUType) (*Container, error) {
 	c := &Container{fd: fd}
+	c.iommu.Store(int32(iommu))
 	v, err := c.APIVersion()
 	if err != nil {
 		fd.Close()
@@ -77,38 +85,54 @@ func newContainer(fd *kernel.FD) (*Container, error) {
 	}
 	if v != uapi.VFIO_API_VERSION {
 		fd.Close()
-		return nil, fmt.Errorf("vfio: %s speaks VFIO API %d, want %d", fd.Name(), v, uapi.VFIO_API_VERSION)
+		return nil, &vfioerr.OpError{Op: "VFIO_GET_API_VERSION", Object: fd.Name(), Err: unix.EPROTO,
+			Hint: fmt.Sprintf("speaks VFIO API %d, want %d", v, uapi.VFIO_API_VERSION)}
 	}
 	return c, nil
 }
 
-// FD is the container's descriptor (for VFIO_GROUP_SET_CONTAINER).
+// FD is the container's descriptor (for VFIO_GROUP_SET_CONTAINER). It stays
+// owned by the container.
 func (c *Container) FD() (int, error) { return c.fd.Int() }
+
+// Dup returns a new descriptor for the container, owned by the caller (to
+// send to another process, see Handle.Send).
+func (c *Container) Dup() (int, error) { return c.fd.Dup() }
 
 // Name is the path or name the container was opened as.
 func (c *Container) Name() string { return c.fd.Name() }
 
-// Close releases the container; its mappings go with it.
+// Close releases the container; its mappings go with it. A second Close
+// fails with ErrClosed.
 func (c *Container) Close() error { return c.fd.Close() }
 
-func (c *Container) ioctl(op string, req uint, arg uintptr) (uintptr, error) {
-	r, err := c.fd.Ioctl(req, arg)
-	if err != nil {
-		return r, &kernel.Error{Op: op, Object: c.fd.Name(), Err: err}
+// do runs one ioctl helper on the container's fd; a failure becomes an
+// OpError naming op and the container.
+func (c *Container) do(op, args string, fn func(fd int) error) error {
+	if err := c.fd.Do(fn); err != nil {
+		return &vfioerr.OpError{Op: op, Object: c.fd.Name(), Args: args, Err: err}
 	}
-	return r, nil
+	return nil
 }
 
 // APIVersion is VFIO_GET_API_VERSION.
 func (c *Container) APIVersion() (int, error) {
-	v, err := c.ioctl("VFIO_GET_API_VERSION", uapi.VFIO_GET_API_VERSION, 0)
-	return int(v), err
+	var v int
+	err := c.do("VFIO_GET_API_VERSION", "", func(fd int) (err error) {
+		v, err = uapi.IoctlVfioGetApiVersion(fd)
+		return err
+	})
+	return v, err
 }
 
 // CheckExtension is VFIO_CHECK_EXTENSION: whether the container supports
 // an IOMMU type or extension (uapi.VFIO_TYPE1v2_IOMMU, uapi.VFIO_UNMAP_ALL ...).
 func (c *Container) CheckExtension(ext int) (bool, error) {
-	v, err := c.ioctl("VFIO_CHECK_EXTENSION", uapi.VFIO_CHECK_EXTENSION, uintptr(ext))
+	var v int
+	err := c.do("VFIO_CHECK_EXTENSION", fmt.Sprint(ext), func(fd int) (err error) {
+		v, err = uapi.IoctlVfioCheckExtension(fd, uintptr(ext))
+		return err
+	})
 	return v > 0, err
 }
 
@@ -125,25 +149,32 @@ func (c *Container) SetIOMMU(t IOMMUType) error {
 			}
 		}
 		if t == 0 {
-			return &kernel.NotSupportedError{Feature: "VFIO type1 IOMMU on " + c.fd.Name(), Reason: "the container offers neither type1v2 nor type1 (is an IOMMU enabled?)"}
+			return &vfioerr.NotSupportedError{Feature: "VFIO type1 IOMMU on " + c.fd.Name(), Reason: "the container offers neither type1v2 nor type1 (is an IOMMU enabled?)"}
 		}
 	}
-	if _, err := c.fd.Ioctl(uapi.VFIO_SET_IOMMU, uintptr(t)); err != nil {
-		e := &kernel.Error{Op: "VFIO_SET_IOMMU", Object: c.fd.Name(), Args: t.String(), Err: err}
+	err := c.do("VFIO_SET_IOMMU", t.String(), func(fd int) error {
+		_, err := uapi.IoctlVfioSetIommu(fd, uintptr(t))
+		return err
+	})
+	if err != nil {
+		e := err.(*vfioerr.OpError)
 		switch {
 		case errors.Is(err, unix.EPERM):
-			e.Hint = unsafeInterruptsHint
+			e.Hint = unsafeInterruptsHint()
+		case errors.Is(err, unix.EINVAL) && c.IOMMU() != 0:
+			e.Hint = "the IOMMU model is already set (" + c.IOMMU().String() + ")"
 		case errors.Is(err, unix.EINVAL):
-			e.Hint = "attach a group with Group.SetContainer first"
+			e.Hint = "no group is attached yet (Group.SetContainer first), or the model is already set"
 		}
 		return e
 	}
-	c.iommu = t
+	c.iommu.Store(int32(t))
 	return nil
 }
 
-// IOMMU is the model set by SetIOMMU (0 before).
-func (c *Container) IOMMU() IOMMUType { return c.iommu }
+// IOMMU is the model set by SetIOMMU, or passed to NewContainer (0 when
+// none is known).
+func (c *Container) IOMMU() IOMMUType { return IOMMUType(c.iommu.Load()) }
 
 // IOMMUInfo is VFIO_IOMMU_GET_INFO, decoded.
 type IOMMUInfo struct {
@@ -168,8 +199,7 @@ type Migration struct {
 func (c *Container) Info() (*IOMMUInfo, error) {
 	hdr := uint32(unsafe.Sizeof(uapi.VfioIommuType1Info{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
-		_, err := c.ioctl("VFIO_IOMMU_GET_INFO", uapi.VFIO_IOMMU_GET_INFO, uintptr(unsafe.Pointer(&b[0])))
-		return err
+		return c.do("VFIO_IOMMU_GET_INFO", "", func(fd int) error { return uapi.IoctlVfioIommuGetInfo(fd, b) })
 	})
 	if err != nil {
 		return nil, err
@@ -180,7 +210,7 @@ func (c *Container) Info() (*IOMMUInfo, error) {
 		return info, nil
 	}
 	if info.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
-		return nil, fmt.Errorf("VFIO_IOMMU_GET_INFO on %s: %w", c.fd.Name(), err)
+		return nil, &vfioerr.OpError{Op: "VFIO_IOMMU_GET_INFO", Object: c.fd.Name(), Err: err}
 	}
 	for _, cp := range info.Caps {
 		switch cp.ID {
@@ -211,14 +241,15 @@ func (c *Container) Info() (*IOMMUInfo, error) {
 
 // growIoctl calls fn with a buffer whose first uint32 is argsz, growing it
 // to the size the kernel asks for (VFIO's argsz protocol).
+// The kernel writes the size it needs into argsz; the helpers set argsz to
+// the buffer's length before each call.
 func growIoctl(size uint32, fn func([]byte) error) ([]byte, error) {
 	for try := 0; try < 4; try++ {
-		buf := make([]byte, size)
-		*(*uint32)(unsafe.Pointer(&buf[0])) = size
+		buf := kernel.HeapBytes(int(size))
 		if err := fn(buf); err != nil {
 			return nil, err
 		}
-		need := *(*uint32)(unsafe.Pointer(&buf[0]))
+		need := binary.NativeEndian.Uint32(buf)
 		if need <= size {
 			return buf, nil
 		}
@@ -234,10 +265,9 @@ func growIoctl(size uint32, fn func([]byte) error) ([]byte, error) {
 // container at iova. It does not allocate unless it fails.
 func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	if len(mem) == 0 {
-		return &kernel.Error{Op: "VFIO_IOMMU_MAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x", iova), Err: unix.EINVAL, Hint: "empty buffer"}
+		return &vfioerr.OpError{Op: "VFIO_IOMMU_MAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x", iova), Err: unix.EINVAL, Hint: "empty buffer"}
 	}
 	m := uapi.VfioIommuType1DmaMap{
-		Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaMap{})),
 		Vaddr: uint64(uintptr(unsafe.Pointer(&mem[0]))),
 		Iova:  iova,
 		Size:  uint64(len(mem)),
@@ -248,7 +278,9 @@ func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	if perm&dma.Write != 0 {
 		m.Flags |= uapi.VFIO_DMA_MAP_FLAG_WRITE
 	}
-	if _, err := c.fd.Ioctl(uapi.VFIO_IOMMU_MAP_DMA, uintptr(unsafe.Pointer(&m))); err != nil {
+	err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuMapDma(fd, &m) })
+	runtime.KeepAlive(mem) // the kernel reads mem through m.Vaddr
+	if err != nil {
 		return kernel.MapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), fmt.Sprintf("iova=%#x size=%#x", iova, len(mem)), err)
 	}
 	return nil
@@ -257,27 +289,28 @@ func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 // Unmap is VFIO_IOMMU_UNMAP_DMA for [iova, iova+size). Unmapping a range
 // that is not mapped, or only part of a mapping, is an error.
 func (c *Container) Unmap(iova, size uint64) error {
-	u := uapi.VfioIommuType1DmaUnmap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaUnmap{})), Iova: iova, Size: size}
-	if _, err := c.fd.Ioctl(uapi.VFIO_IOMMU_UNMAP_DMA, uintptr(unsafe.Pointer(&u))); err != nil {
-		return &kernel.Error{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size), Err: err}
+	u := uapi.VfioIommuType1DmaUnmap{Iova: iova, Size: size}
+	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuUnmapDma(fd, &u) }); err != nil {
+		return &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size), Err: err}
 	}
 	if u.Size != size {
 		// type1 unmaps whole mappings inside the range and reports the
 		// bytes; zero means nothing was mapped there.
-		return &kernel.Error{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size),
+		return &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size),
 			Err: unix.ENOENT, Hint: fmt.Sprintf("only %#x bytes were mapped in that range", u.Size)}
 	}
 	return nil
 }
 
-// UnmapAll removes every mapping (VFIO_DMA_UNMAP_FLAG_ALL, Linux 5.14).
+// UnmapAll removes every mapping (VFIO_DMA_UNMAP_FLAG_ALL, Linux 5.14) and
+// returns the bytes unmapped.
 func (c *Container) UnmapAll() (uint64, error) {
-	u := uapi.VfioIommuType1DmaUnmap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaUnmap{})), Flags: uapi.VFIO_DMA_UNMAP_FLAG_ALL}
-	if _, err := c.fd.Ioctl(uapi.VFIO_IOMMU_UNMAP_DMA, uintptr(unsafe.Pointer(&u))); err != nil {
-		if ok, _ := c.CheckExtension(uapi.VFIO_UNMAP_ALL); !ok {
-			return 0, &kernel.NotSupportedError{Feature: "VFIO_DMA_UNMAP_FLAG_ALL", Version: "5.14"}
+	u := uapi.VfioIommuType1DmaUnmap{Flags: uapi.VFIO_DMA_UNMAP_FLAG_ALL}
+	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuUnmapDma(fd, &u) }); err != nil {
+		if ok, cerr := c.CheckExtension(uapi.VFIO_UNMAP_ALL); cerr == nil && !ok {
+			return 0, &vfioerr.NotSupportedError{Feature: "VFIO_DMA_UNMAP_FLAG_ALL on " + c.fd.Name(), Version: "5.14"}
 		}
-		return 0, &kernel.Error{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: "all", Err: err}
+		return 0, &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: "all", Err: err}
 	}
 	return u.Size, nil
 }
@@ -302,7 +335,7 @@ func (c *Container) Alignment() (uint64, error) {
 		return 0, err
 	}
 	if info.PageSizes == 0 {
-		return 0, fmt.Errorf("vfio: %s reports no IOMMU page sizes", c.fd.Name())
+		return 0, &vfioerr.OpError{Op: "VFIO_IOMMU_GET_INFO", Object: c.fd.Name(), Err: unix.ENODATA, Hint: "no IOMMU page sizes reported"}
 	}
 	return 1 << bits.TrailingZeros64(info.PageSizes), nil
 }

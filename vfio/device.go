@@ -1,22 +1,26 @@
 package vfio
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Device is an opened VFIO device, from a group (Group.Device) or from its
-// char device (OpenCdev). Both give the same API.
+// char device (OpenCdev). Both give the same API. Its methods are safe for
+// concurrent use; after Close every one fails with ErrClosed.
 type Device struct {
 	fd   *kernel.FD
 	name string
-	info DeviceInfo
+	info atomic.Pointer[DeviceInfo] // nil until GET_INFO (a cdev answers it only once bound)
 }
 
 // DeviceInfo is VFIO_DEVICE_GET_INFO, decoded.
@@ -46,58 +50,72 @@ func newDevice(raw int, name string) (*Device, error) {
 	return d, nil
 }
 
-// NewDevice takes ownership of a pre-opened device fd (from a group's
-// GET_DEVICE_FD, or an opened /dev/vfio/devices/vfioN already bound to an
-// iommufd by a helper).
+// NewDevice takes ownership of a pre-opened device fd: one from a group's
+// GET_DEVICE_FD, or a /dev/vfio/devices/vfioN already bound to an iommufd
+// by a helper. name is what errors call it (its PCI address): the fd
+// cannot tell.
 func NewDevice(fd int, name string) (*Device, error) { return newDevice(fd, name) }
+
+func (d *Device) do(op, args string, fn func(fd int) error) error {
+	if err := d.fd.Do(fn); err != nil {
+		return &vfioerr.OpError{Op: op, Object: d.name, Args: args, Err: err}
+	}
+	return nil
+}
 
 func (d *Device) loadInfo() error {
 	hdr := uint32(unsafe.Sizeof(uapi.VfioDeviceInfo{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
-		_, err := d.fd.Ioctl(uapi.VFIO_DEVICE_GET_INFO, uintptr(unsafe.Pointer(&b[0])))
-		if err != nil {
-			return &kernel.Error{Op: "VFIO_DEVICE_GET_INFO", Object: d.name, Err: err}
-		}
-		return nil
+		return d.do("VFIO_DEVICE_GET_INFO", "", func(fd int) error { return uapi.IoctlVfioDeviceGetInfo(fd, b) })
 	})
 	if err != nil {
 		return err
 	}
-	raw := (*uapi.VfioDeviceInfo)(unsafe.Pointer(&buf[0]))
-	d.info = DeviceInfo{Flags: raw.Flags, NumRegions: raw.NumRegions, NumIRQs: raw.NumIrqs}
+	raw, err := uapi.Decode[uapi.VfioDeviceInfo](buf)
+	if err != nil {
+		return err
+	}
+	info := &DeviceInfo{Flags: raw.Flags, NumRegions: raw.NumRegions, NumIRQs: raw.NumIrqs}
 	if raw.Flags&uapi.VFIO_DEVICE_FLAGS_CAPS != 0 {
-		if d.info.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
-			return fmt.Errorf("VFIO_DEVICE_GET_INFO on %s: %w", d.name, err)
+		if info.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
+			return &vfioerr.OpError{Op: "VFIO_DEVICE_GET_INFO", Object: d.name, Err: err}
 		}
 	}
+	d.info.Store(info)
 	return nil
 }
 
 // Name is the device's name (its PCI address, or the cdev path).
 func (d *Device) Name() string { return d.name }
 
-// FD is the device's descriptor.
+// FD is the device's descriptor. It stays owned by the device.
 func (d *Device) FD() (int, error) { return d.fd.Int() }
 
-// Info is what VFIO_DEVICE_GET_INFO reported at open.
-func (d *Device) Info() DeviceInfo { return d.info }
+// Dup returns a new descriptor for the device, owned by the caller.
+func (d *Device) Dup() (int, error) { return d.fd.Dup() }
 
-// Close releases the device; IRQ triggers set on it are torn down.
-func (d *Device) Close() error { return d.fd.Close() }
-
-func (d *Device) ioctl(op string, req uint, arg unsafe.Pointer, args string) error {
-	if _, err := d.fd.Ioctl(req, uintptr(arg)); err != nil {
-		return &kernel.Error{Op: op, Object: d.name, Args: args, Err: err}
+// Info is what VFIO_DEVICE_GET_INFO reported at open (for a cdev, at
+// BindIOMMUFD; zero before).
+func (d *Device) Info() DeviceInfo {
+	if i := d.info.Load(); i != nil {
+		return *i
 	}
-	return nil
+	return DeviceInfo{}
 }
+
+// Close releases the device; IRQ triggers set on it are torn down. A
+// second Close fails with ErrClosed.
+func (d *Device) Close() error { return d.fd.Close() }
 
 // Reset is VFIO_DEVICE_RESET (a function-level or equivalent reset).
 func (d *Device) Reset() error {
-	err := d.ioctl("VFIO_DEVICE_RESET", uapi.VFIO_DEVICE_RESET, nil, "")
-	var ke *kernel.Error
-	if errors.As(err, &ke) && errors.Is(err, unix.EINVAL) && !d.info.Resettable() {
-		ke.Hint = "the device offers no reset method (see reset_method in sysfs); try a hot reset"
+	err := d.do("VFIO_DEVICE_RESET", "", func(fd int) error {
+		_, err := uapi.IoctlVfioDeviceReset(fd)
+		return err
+	})
+	var e *vfioerr.OpError
+	if errors.As(err, &e) && errors.Is(err, unix.EINVAL) && !d.Info().Resettable() {
+		e.Hint = "the device offers no reset method (see reset_method in sysfs)"
 	}
 	return err
 }
@@ -123,28 +141,34 @@ func (d *Device) HotResetInfo() ([]Dependent, error) {
 	elem := uint32(unsafe.Sizeof(uapi.VfioPciDependentDevice{}))
 	size := hdr + 8*elem
 	for try := 0; try < 4; try++ {
-		buf := make([]byte, size)
-		info := (*uapi.VfioPciHotResetInfo)(unsafe.Pointer(&buf[0]))
-		info.Argsz = size
-		_, err := d.fd.Ioctl(uapi.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, uintptr(unsafe.Pointer(&buf[0])))
+		buf := kernel.HeapBytes(int(size))
+		err := d.do("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", "", func(fd int) error { return uapi.IoctlVfioDeviceGetPciHotResetInfo(fd, buf) })
+		info, derr := uapi.Decode[uapi.VfioPciHotResetInfo](buf)
+		if derr != nil {
+			return nil, derr
+		}
 		if errors.Is(err, unix.ENOSPC) {
 			size = hdr + info.Count*elem
 			continue
 		}
 		if err != nil {
-			return nil, &kernel.Error{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: err, Hint: hotResetHint(err)}
+			err.(*vfioerr.OpError).Hint = hotResetHint(err)
+			return nil, err
 		}
 		if hdr+info.Count*elem > uint32(len(buf)) {
-			return nil, fmt.Errorf("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO on %s: %d devices overflow the buffer", d.name, info.Count)
+			return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EOVERFLOW, Hint: fmt.Sprintf("%d devices overflow the buffer", info.Count)}
 		}
 		out := make([]Dependent, info.Count)
 		for i := range out {
-			p := (*uapi.VfioPciDependentDevice)(unsafe.Pointer(&buf[hdr+uint32(i)*elem]))
+			p, err := uapi.Decode[uapi.VfioPciDependentDevice](buf[hdr+uint32(i)*elem:])
+			if err != nil {
+				return nil, err
+			}
 			out[i] = Dependent{Segment: p.Segment, Bus: p.Bus, Devfn: p.Devfn, GroupID: p.GroupId, DevIDSet: info.Flags&uapi.VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0}
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO on %s: count kept changing", d.name)
+	return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EAGAIN, Hint: "the device count kept changing"}
 }
 
 func hotResetHint(err error) string {
@@ -158,22 +182,21 @@ func hotResetHint(err error) string {
 // of every affected device (ownership proof); on the cdev path pass none:
 // the iommufd proves ownership.
 func (d *Device) HotReset(groups ...*Group) error {
-	hdr := uint32(unsafe.Sizeof(uapi.VfioPciHotReset{}))
-	buf := make([]byte, hdr+4*uint32(len(groups)))
-	r := (*uapi.VfioPciHotReset)(unsafe.Pointer(&buf[0]))
-	r.Argsz = uint32(len(buf))
-	r.Count = uint32(len(groups))
+	hdr := int(unsafe.Sizeof(uapi.VfioPciHotReset{}))
+	buf := kernel.HeapBytes(hdr + 4*len(groups))
+	(*uapi.VfioPciHotReset)(unsafe.Pointer(&buf[0])).Count = uint32(len(groups))
 	for i, g := range groups {
 		fd, err := g.FD()
 		if err != nil {
 			return err
 		}
-		*(*int32)(unsafe.Pointer(&buf[hdr+4*uint32(i)])) = int32(fd)
+		binary.NativeEndian.PutUint32(buf[hdr+4*i:], uint32(int32(fd)))
 	}
-	if _, err := d.fd.Ioctl(uapi.VFIO_DEVICE_PCI_HOT_RESET, uintptr(unsafe.Pointer(&buf[0]))); err != nil {
-		return &kernel.Error{Op: "VFIO_DEVICE_PCI_HOT_RESET", Object: d.name, Args: fmt.Sprintf("%d groups", len(groups)), Err: err, Hint: hotResetHint(err)}
+	err := d.do("VFIO_DEVICE_PCI_HOT_RESET", fmt.Sprintf("%d groups", len(groups)), func(fd int) error { return uapi.IoctlVfioDevicePciHotReset(fd, buf) })
+	if err != nil {
+		err.(*vfioerr.OpError).Hint = hotResetHint(err)
 	}
-	return nil
+	return err
 }
 
 // FeatureProbe is VFIO_DEVICE_FEATURE with VFIO_DEVICE_FEATURE_PROBE:
@@ -182,15 +205,16 @@ func (d *Device) HotReset(groups ...*Group) error {
 // answers one access mode per probe, so both are asked.
 func (d *Device) FeatureProbe(feature uint32) (get, set bool, err error) {
 	probe := func(mode uint32) (bool, error) {
-		f := uapi.VfioDeviceFeature{Argsz: uint32(unsafe.Sizeof(uapi.VfioDeviceFeature{})), Flags: uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature}
-		_, err := d.fd.Ioctl(uapi.VFIO_DEVICE_FEATURE, uintptr(unsafe.Pointer(&f)))
+		buf := kernel.HeapBytes(int(unsafe.Sizeof(uapi.VfioDeviceFeature{})))
+		(*uapi.VfioDeviceFeature)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature
+		err := d.do("VFIO_DEVICE_FEATURE", fmt.Sprintf("probe feature %d", feature), func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
 		switch {
 		case err == nil:
 			return true, nil
 		case errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
 			return false, nil
 		}
-		return false, &kernel.Error{Op: "VFIO_DEVICE_FEATURE", Object: d.name, Args: fmt.Sprintf("probe feature %d", feature), Err: err}
+		return false, err
 	}
 	if get, err = probe(uapi.VFIO_DEVICE_FEATURE_GET); err != nil {
 		return

@@ -71,14 +71,18 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer mmio.Unmap()
+	defer mmio.Close()
 
 	msi, err := vfio.NewEventfd()
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer msi.Close()
-	if err := h.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
+	msiFD, err := msi.FD()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := h.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msiFD}); err != nil {
 		log.Fatal(err)
 	}
 	mmio.Store64(0x80, iova)    // DMA source: our buffer

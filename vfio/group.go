@@ -4,24 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
-// ErrGroupNotViable matches GroupNotViableError.
-var ErrGroupNotViable = sysfs.ErrNotViable
-
-// GroupNotViableError says which group members keep a group from being
-// usable: each is bound to a host driver other than vfio-pci or pci-stub.
-type GroupNotViableError = sysfs.NotViableError
-
 // Group is a VFIO group, /dev/vfio/N: the unit of isolation the IOMMU can
-// guarantee.
+// guarantee. Its methods are safe for concurrent use; after Close every one
+// fails with ErrClosed.
 type Group struct {
 	fd *kernel.FD
 	id int
@@ -34,31 +28,45 @@ func GroupPath(n int) string { return fmt.Sprintf("/dev/vfio/%d", n) }
 func OpenGroup(n int) (*Group, error) {
 	fd, err := kernel.OpenPath(GroupPath(n))
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			err = fmt.Errorf("%w (is a device of group %d bound to vfio-pci?)", err, n)
+		var op *vfioerr.OpError
+		if errors.Is(err, unix.ENOENT) && errors.As(err, &op) {
+			op.Hint = fmt.Sprintf("no device of IOMMU group %d is bound to vfio-pci", n)
 		}
 		return nil, err
 	}
 	return &Group{fd: fd, id: n}, nil
 }
 
-// NewGroup takes ownership of a pre-opened group fd for group n.
-func NewGroup(fd, n int) (*Group, error) {
-	f, err := kernel.NewFD(fd, GroupPath(n))
+// NewGroup takes ownership of a pre-opened fd of group id (the fd cannot
+// tell its number).
+func NewGroup(fd, id int) (*Group, error) {
+	f, err := kernel.NewFD(fd, GroupPath(id))
 	if err != nil {
 		return nil, err
 	}
-	return &Group{fd: f, id: n}, nil
+	return &Group{fd: f, id: id}, nil
 }
 
 // ID is the group number.
 func (g *Group) ID() int { return g.id }
 
-// FD is the group's descriptor (for hot reset ownership proofs).
+// FD is the group's descriptor (for hot reset ownership proofs). It stays
+// owned by the group.
 func (g *Group) FD() (int, error) { return g.fd.Int() }
 
-// Close releases the group; devices opened from it stay usable.
+// Dup returns a new descriptor for the group, owned by the caller.
+func (g *Group) Dup() (int, error) { return g.fd.Dup() }
+
+// Close releases the group; devices opened from it stay usable. A second
+// Close fails with ErrClosed.
 func (g *Group) Close() error { return g.fd.Close() }
+
+func (g *Group) do(op, args string, fn func(fd int) error) error {
+	if err := g.fd.Do(fn); err != nil {
+		return &vfioerr.OpError{Op: op, Object: g.fd.Name(), Args: args, Err: err}
+	}
+	return nil
+}
 
 // GroupStatus is VFIO_GROUP_GET_STATUS.
 type GroupStatus struct {
@@ -68,9 +76,9 @@ type GroupStatus struct {
 
 // Status is VFIO_GROUP_GET_STATUS.
 func (g *Group) Status() (GroupStatus, error) {
-	s := uapi.VfioGroupStatus{Argsz: uint32(unsafe.Sizeof(uapi.VfioGroupStatus{}))}
-	if _, err := g.fd.Ioctl(uapi.VFIO_GROUP_GET_STATUS, uintptr(unsafe.Pointer(&s))); err != nil {
-		return GroupStatus{}, &kernel.Error{Op: "VFIO_GROUP_GET_STATUS", Object: g.fd.Name(), Err: err}
+	var s uapi.VfioGroupStatus
+	if err := g.do("VFIO_GROUP_GET_STATUS", "", func(fd int) error { return uapi.IoctlVfioGroupGetStatus(fd, &s) }); err != nil {
+		return GroupStatus{}, err
 	}
 	return GroupStatus{
 		Viable:       s.Flags&uapi.VFIO_GROUP_FLAGS_VIABLE != 0,
@@ -78,8 +86,8 @@ func (g *Group) Status() (GroupStatus, error) {
 	}, nil
 }
 
-// CheckViable returns a GroupNotViableError naming the blocking devices
-// when the group is not viable.
+// CheckViable returns a *vfioerr.GroupNotViableError naming the blocking
+// devices when the group is not viable.
 func (g *Group) CheckViable() error {
 	st, err := g.Status()
 	if err != nil {
@@ -89,15 +97,11 @@ func (g *Group) CheckViable() error {
 		return nil
 	}
 	blockers, _ := sysfs.GroupBlockers(g.id)
-	return &GroupNotViableError{Group: g.id, Blockers: blockers}
+	return &vfioerr.GroupNotViableError{Group: g.id, Blockers: blockers}
 }
 
-// unsafeInterruptsHint explains EPERM from an IOMMU without interrupt
-// remapping, where VFIO refuses devices unless told otherwise.
-const unsafeInterruptsHint = "the IOMMU lacks interrupt remapping, so a device could forge MSIs: boot with vfio_iommu_type1.allow_unsafe_interrupts=1 and iommufd.allow_unsafe_interrupts=1 if you accept the risk"
-
-// FDer is anything with a file descriptor: a *Container, or an
-// *ioasid.FD (iommufd) used as a container.
+// FDer is anything with a file descriptor it keeps owning: a *Container,
+// an *ioasid.FD (iommufd) used as a container, an *Eventfd.
 type FDer interface {
 	FD() (int, error)
 }
@@ -113,26 +117,29 @@ func (g *Group) SetContainer(c FDer) error {
 	if err != nil {
 		return err
 	}
-	fd := int32(cfd)
-	if _, err := g.fd.Ioctl(uapi.VFIO_GROUP_SET_CONTAINER, uintptr(unsafe.Pointer(&fd))); err != nil {
-		e := &kernel.Error{Op: "VFIO_GROUP_SET_CONTAINER", Object: g.fd.Name(), Args: fmt.Sprintf("container fd %d", cfd), Err: err}
+	fd32 := int32(cfd)
+	err = g.do("VFIO_GROUP_SET_CONTAINER", fmt.Sprintf("container fd %d", cfd), func(fd int) error {
+		_, err := uapi.IoctlVfioGroupSetContainer(fd, &fd32)
+		return err
+	})
+	var e *vfioerr.OpError
+	if errors.As(err, &e) {
 		switch {
 		case errors.Is(err, unix.EBUSY):
 			e.Hint = "the group already has a container"
 		case errors.Is(err, unix.EPERM):
-			e.Hint = unsafeInterruptsHint
+			e.Hint = unsafeInterruptsHint()
 		}
-		return e
 	}
-	return nil
+	return err
 }
 
 // UnsetContainer is VFIO_GROUP_UNSET_CONTAINER.
 func (g *Group) UnsetContainer() error {
-	if _, err := g.fd.Ioctl(uapi.VFIO_GROUP_UNSET_CONTAINER, 0); err != nil {
-		return &kernel.Error{Op: "VFIO_GROUP_UNSET_CONTAINER", Object: g.fd.Name(), Err: err}
-	}
-	return nil
+	return g.do("VFIO_GROUP_UNSET_CONTAINER", "", func(fd int) error {
+		_, err := uapi.IoctlVfioGroupUnsetContainer(fd)
+		return err
+	})
 }
 
 // Device is VFIO_GROUP_GET_DEVICE_FD: opens the device named (for PCI, its
@@ -140,21 +147,24 @@ func (g *Group) UnsetContainer() error {
 // IOMMU set.
 func (g *Group) Device(name string) (*Device, error) {
 	if name == "" || strings.ContainsRune(name, 0) || len(name) > 64 {
-		return nil, &kernel.Error{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: fmt.Sprintf("%q", name), Err: unix.EINVAL, Hint: "not a device name"}
+		return nil, &vfioerr.OpError{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: fmt.Sprintf("%q", name), Err: unix.EINVAL, Hint: "not a device name"}
 	}
-	b := append([]byte(name), 0)
-	r, err := g.fd.Ioctl(uapi.VFIO_GROUP_GET_DEVICE_FD, uintptr(unsafe.Pointer(&b[0])))
-	if err != nil {
-		e := &kernel.Error{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: name, Err: err}
+	var raw int
+	err := g.do("VFIO_GROUP_GET_DEVICE_FD", name, func(fd int) (err error) {
+		raw, err = uapi.IoctlVfioGroupGetDeviceFd(fd, name)
+		return err
+	})
+	var e *vfioerr.OpError
+	if errors.As(err, &e) {
 		if errors.Is(err, unix.EPERM) {
-			e.Hint = unsafeInterruptsHint
+			e.Hint = unsafeInterruptsHint()
 		}
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
 			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
-				e.Hint = "group " + fmt.Sprint(g.id) + " holds " + strings.Join(devs, ", ") + " and needs a container with an IOMMU set"
+				e.Hint = fmt.Sprintf("group %d holds %s and needs a container with an IOMMU set", g.id, strings.Join(devs, ", "))
 			}
 		}
-		return nil, e
+		return nil, err
 	}
-	return newDevice(int(r), name)
+	return newDevice(raw, name)
 }

@@ -2,7 +2,11 @@ package vfio
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
+	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -10,6 +14,7 @@ import (
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // IRQ indexes of vfio-pci.
@@ -17,7 +22,7 @@ const (
 	IntxIRQ = uapi.VFIO_PCI_INTX_IRQ_INDEX
 	MSIIRQ  = uapi.VFIO_PCI_MSI_IRQ_INDEX
 	MSIXIRQ = uapi.VFIO_PCI_MSIX_IRQ_INDEX
-	ErrIRQ  = uapi.VFIO_PCI_ERR_IRQ_INDEX
+	ErrorIRQ = uapi.VFIO_PCI_ERR_IRQ_INDEX // AER errors (PCIe devices)
 	ReqIRQ  = uapi.VFIO_PCI_REQ_IRQ_INDEX
 )
 
@@ -35,12 +40,12 @@ func (i IRQInfo) NoResize() bool   { return i.Flags&uapi.VFIO_IRQ_INFO_NORESIZE 
 
 // IRQInfo is VFIO_DEVICE_GET_IRQ_INFO for index i.
 func (d *Device) IRQInfo(i int) (IRQInfo, error) {
-	if i < 0 || uint32(i) >= d.info.NumIRQs {
-		return IRQInfo{}, &kernel.Error{Op: "VFIO_DEVICE_GET_IRQ_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
-			Hint: fmt.Sprintf("the device has IRQ indexes 0 to %d", int(d.info.NumIRQs)-1)}
+	if n := d.Info().NumIRQs; i < 0 || uint32(i) >= n {
+		return IRQInfo{}, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_IRQ_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
+			Hint: fmt.Sprintf("the device has IRQ indexes 0 to %d", int(n)-1)}
 	}
-	info := uapi.VfioIrqInfo{Argsz: uint32(unsafe.Sizeof(uapi.VfioIrqInfo{})), Index: uint32(i)}
-	if err := d.ioctl("VFIO_DEVICE_GET_IRQ_INFO", uapi.VFIO_DEVICE_GET_IRQ_INFO, unsafe.Pointer(&info), fmt.Sprintf("index %d", i)); err != nil {
+	info := uapi.VfioIrqInfo{Index: uint32(i)}
+	if err := d.do("VFIO_DEVICE_GET_IRQ_INFO", fmt.Sprintf("index %d", i), func(fd int) error { return uapi.IoctlVfioDeviceGetIrqInfo(fd, &info) }); err != nil {
 		return IRQInfo{}, err
 	}
 	return IRQInfo{Index: info.Index, Count: info.Count, Flags: info.Flags}, nil
@@ -49,12 +54,11 @@ func (d *Device) IRQInfo(i int) (IRQInfo, error) {
 // setIRQs issues VFIO_DEVICE_SET_IRQS with an optional data payload.
 func (d *Device) setIRQs(flags, index, start, count uint32, data []byte, what string) error {
 	hdr := int(unsafe.Sizeof(uapi.VfioIrqSet{}))
-	buf := make([]byte, hdr+len(data))
-	s := (*uapi.VfioIrqSet)(unsafe.Pointer(&buf[0]))
-	*s = uapi.VfioIrqSet{Argsz: uint32(len(buf)), Flags: flags, Index: index, Start: start, Count: count}
+	buf := kernel.HeapBytes(hdr + len(data))
+	*(*uapi.VfioIrqSet)(unsafe.Pointer(&buf[0])) = uapi.VfioIrqSet{Flags: flags, Index: index, Start: start, Count: count}
 	copy(buf[hdr:], data)
-	return d.ioctl("VFIO_DEVICE_SET_IRQS", uapi.VFIO_DEVICE_SET_IRQS, unsafe.Pointer(&buf[0]),
-		fmt.Sprintf("%s index %d start %d count %d", what, index, start, count))
+	return d.do("VFIO_DEVICE_SET_IRQS", fmt.Sprintf("%s index %d start %d count %d", what, index, start, count),
+		func(fd int) error { return uapi.IoctlVfioDeviceSetIrqs(fd, buf) })
 }
 
 // SetTriggers makes vectors start.. of an IRQ index signal the eventfds
@@ -66,6 +70,25 @@ func (d *Device) SetTriggers(index, start uint32, fds []int) error {
 		binary.NativeEndian.PutUint32(data[4*i:], uint32(int32(fd)))
 	}
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_EVENTFD|uapi.VFIO_IRQ_SET_ACTION_TRIGGER, index, start, uint32(len(fds)), data, "trigger eventfds")
+}
+
+// SetEventfds is SetTriggers with Eventfds: vectors start.. of an IRQ
+// index signal evs (a nil entry leaves its vector without one).
+func (d *Device) SetEventfds(index, start uint32, evs ...*Eventfd) error {
+	fds := make([]int, len(evs))
+	for i, e := range evs {
+		fds[i] = -1
+		if e != nil {
+			fd, err := e.FD()
+			if err != nil {
+				return err
+			}
+			fds[i] = fd
+		}
+	}
+	err := d.SetTriggers(index, start, fds)
+	runtime.KeepAlive(evs) // the eventfds stay open until the kernel holds them
+	return err
 }
 
 // DisableIRQ tears down every trigger of an index (and disables MSI/MSI-X).
@@ -88,67 +111,77 @@ func (d *Device) TriggerIRQ(index, start, count uint32) error {
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_NONE|uapi.VFIO_IRQ_SET_ACTION_TRIGGER, index, start, count, nil, "trigger")
 }
 
-// Eventfd is an eventfd(2) counter, the kernel's way to signal an IRQ.
+// Eventfd is an eventfd(2) counter, the kernel's way to signal an IRQ. It
+// waits in Go's poller, so a Close from another goroutine ends a Wait in
+// progress (with ErrClosed) instead of racing it.
 type Eventfd struct {
-	fd *kernel.FD
+	f      *os.File
+	closed atomic.Bool
 }
 
-// NewEventfd creates a non-blocking eventfd.
+// NewEventfd creates a non-blocking, close-on-exec eventfd.
 func NewEventfd() (*Eventfd, error) {
 	raw, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return nil, &kernel.Error{Op: "eventfd", Err: err}
+		return nil, &vfioerr.OpError{Op: "eventfd", Err: err}
 	}
-	fd, err := kernel.NewFD(raw, "eventfd")
-	if err != nil {
-		return nil, err
-	}
-	return &Eventfd{fd: fd}, nil
+	return &Eventfd{f: os.NewFile(uintptr(raw), "eventfd")}, nil
 }
 
-// FD is the raw descriptor to hand to SetTriggers.
-func (e *Eventfd) FD() int {
-	fd, err := e.fd.Int()
+// FD is the raw descriptor to hand to SetTriggers (an Eventfd is an FDer).
+// It stays owned by the Eventfd.
+func (e *Eventfd) FD() (int, error) {
+	rc, err := e.f.SyscallConn()
 	if err != nil {
-		return -1
+		return -1, e.wrap("use", err)
 	}
-	return fd
+	fd := -1
+	if err := rc.Control(func(raw uintptr) { fd = int(raw) }); err != nil {
+		return -1, e.wrap("use", err)
+	}
+	return fd, nil
+}
+
+// wrap names the operation; after Close every failure is ErrClosed (the
+// os package reports a closed file in more than one way).
+func (e *Eventfd) wrap(op string, err error) error {
+	if e.closed.Load() || errors.Is(err, os.ErrClosed) {
+		err = vfioerr.ErrClosed
+	}
+	return &vfioerr.OpError{Op: op, Object: "eventfd", Err: err}
 }
 
 // Wait blocks until the counter is non-zero or the timeout passes, then
 // returns and clears the count (0 on timeout).
 func (e *Eventfd) Wait(timeout time.Duration) (uint64, error) {
-	fd, err := e.fd.Int()
-	if err != nil {
-		return 0, err
+	if err := e.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return 0, e.wrap("poll", err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		ms := int(time.Until(deadline) / time.Millisecond)
-		if ms < 0 {
-			ms = 0
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, ms)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, &kernel.Error{Op: "poll", Object: "eventfd", Err: err}
-		}
-		if n == 0 {
+	var b [8]byte
+	if _, err := e.f.Read(b[:]); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, nil
 		}
-		var b [8]byte
-		if _, err := unix.Read(fd, b[:]); err != nil {
-			if err == unix.EAGAIN {
-				continue
-			}
-			return 0, &kernel.Error{Op: "read", Object: "eventfd", Err: err}
-		}
-		return binary.NativeEndian.Uint64(b[:]), nil
+		return 0, e.wrap("read", err)
 	}
+	return binary.NativeEndian.Uint64(b[:]), nil
 }
 
-// Close closes the eventfd.
-func (e *Eventfd) Close() error { return e.fd.Close() }
+// Signal adds n to the counter, as the kernel does when the IRQ fires.
+func (e *Eventfd) Signal(n uint64) error {
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], n)
+	if _, err := e.f.Write(b[:]); err != nil {
+		return e.wrap("write", err)
+	}
+	return nil
+}
+
+// Close closes the eventfd. A second Close fails with ErrClosed.
+func (e *Eventfd) Close() error {
+	e.closed.Store(true)
+	if err := e.f.Close(); err != nil {
+		return e.wrap("close", err)
+	}
+	return nil
+}

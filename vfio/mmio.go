@@ -1,53 +1,81 @@
 package vfio
 
 import (
-	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // MMIO is an mmap-ed device region. Its loads and stores are single,
 // naturally aligned accesses of the stated width, issued in program order:
 // never split, merged or reordered by the compiler (they are atomic
-// operations, which Go neither elides nor reorders).
+// operations, which Go neither elides nor reorders). Accesses and Close
+// are safe to race: Close waits for the accesses in flight, and an access
+// after Close panics with ErrClosed (as an out-of-bounds or unaligned one
+// panics), since a register access has no error to return.
 type MMIO struct {
-	mem []byte
+	mu   sync.RWMutex
+	mem  []byte
+	name string
 }
 
-// Len is the size of the mapping.
-func (m *MMIO) Len() int { return len(m.mem) }
+// Len is the size of the mapping (0 after Close).
+func (m *MMIO) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.mem)
+}
 
-func (m *MMIO) ptr(off, width uintptr) unsafe.Pointer {
+// access runs fn on the address of [off, off+width) while the mapping is held.
+func (m *MMIO) access(off, width uintptr, fn func(p unsafe.Pointer)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	if m.mem == nil {
-		panic("vfio: MMIO used after Unmap")
+		panic(&vfioerr.OpError{Op: "MMIO access", Object: m.name, Err: vfioerr.ErrClosed})
 	}
 	if off%width != 0 || off+width > uintptr(len(m.mem)) || off+width < off {
-		panic(fmt.Sprintf("vfio: MMIO access of %d bytes at %#x outside the %#x-byte mapping or unaligned", width, off, len(m.mem)))
+		panic(fmt.Sprintf("vfio: MMIO access of %d bytes at %#x outside the %#x-byte mapping of %s or unaligned", width, off, len(m.mem), m.name))
 	}
-	return unsafe.Pointer(&m.mem[off])
+	fn(unsafe.Pointer(&m.mem[off]))
 }
 
 // Load32 reads 4 bytes at off (aligned).
-func (m *MMIO) Load32(off uintptr) uint32 { return atomic.LoadUint32((*uint32)(m.ptr(off, 4))) }
+func (m *MMIO) Load32(off uintptr) (v uint32) {
+	m.access(off, 4, func(p unsafe.Pointer) { v = atomic.LoadUint32((*uint32)(p)) })
+	return v
+}
 
 // Store32 writes 4 bytes at off (aligned).
-func (m *MMIO) Store32(off uintptr, v uint32) { atomic.StoreUint32((*uint32)(m.ptr(off, 4)), v) }
+func (m *MMIO) Store32(off uintptr, v uint32) {
+	m.access(off, 4, func(p unsafe.Pointer) { atomic.StoreUint32((*uint32)(p), v) })
+}
 
 // Load64 reads 8 bytes at off (aligned) in one access.
-func (m *MMIO) Load64(off uintptr) uint64 { return atomic.LoadUint64((*uint64)(m.ptr(off, 8))) }
+func (m *MMIO) Load64(off uintptr) (v uint64) {
+	m.access(off, 8, func(p unsafe.Pointer) { v = atomic.LoadUint64((*uint64)(p)) })
+	return v
+}
 
 // Store64 writes 8 bytes at off (aligned) in one access.
-func (m *MMIO) Store64(off uintptr, v uint64) { atomic.StoreUint64((*uint64)(m.ptr(off, 8)), v) }
+func (m *MMIO) Store64(off uintptr, v uint64) {
+	m.access(off, 8, func(p unsafe.Pointer) { atomic.StoreUint64((*uint64)(p), v) })
+}
 
-// Unmap releases the mapping; later accesses panic.
-func (m *MMIO) Unmap() error {
+// Close unmaps the region. A second Close fails with ErrClosed.
+func (m *MMIO) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.mem == nil {
-		return errors.New("vfio: MMIO already unmapped")
+		return &vfioerr.OpError{Op: "munmap", Object: m.name, Err: vfioerr.ErrClosed}
 	}
-	err := unix.Munmap(m.mem)
+	if err := unix.Munmap(m.mem); err != nil {
+		return &vfioerr.OpError{Op: "munmap", Object: m.name, Err: err}
+	}
 	m.mem = nil
-	return err
+	return nil
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/ioasid"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Backend is a way to reach a device and its IOMMU.
@@ -18,7 +21,7 @@ const (
 	// Auto picks the best available: Cdev, else GroupIOMMUFD, else Legacy.
 	Auto Backend = iota
 	// Cdev: the device's own char device bound to /dev/iommu and attached
-	// to a fresh IOAS (Linux 6.6, VFIO_DEVICE_CDEV). No group, no container.
+	// to an IOAS (Linux 6.6, VFIO_DEVICE_CDEV). No group, no container.
 	Cdev
 	// GroupIOMMUFD: the group attached to /dev/iommu in place of a
 	// container; mappings go to iommufd's compat IOAS (Linux 6.2).
@@ -55,44 +58,99 @@ type Options struct {
 	Backend Backend
 	// IOMMU is the type1 model for Legacy and IOMMUFDCompat (0: best).
 	IOMMU IOMMUType
+	// Join opens the device into the address space of an open Handle: its
+	// Container, its iommufd's compat IOAS, or its IOAS, so one Mapper and
+	// one set of mappings serve every device opened into it. The backend is
+	// Join's (Backend must be Auto or the same). The shared container,
+	// iommufd, IOAS and groups stay open until the last Handle using them
+	// is closed.
+	Join *Handle
+	// RlimitPerProcess makes the iommufd that Open creates (Cdev,
+	// GroupIOMMUFD) count pinned pages against the RLIMIT_MEMLOCK of the
+	// process that maps them, not of its user: the mode for handing the
+	// Handle to a VMM process (Send). It needs CAP_SYS_RESOURCE.
+	RlimitPerProcess bool
 }
 
 // Handle is an opened device with the Mapper that programs its IOMMU. The
-// caller uses Device and Mapper and never needs to know which backend it got.
+// caller uses Device and Mapper and never needs to know which backend it
+// got. The other fields show what the backend uses, for callers that need
+// it (nil where the backend uses none):
+//
+//	backend         Container  Group  IOMMUFD  IOAS
+//	Legacy          yes        yes    -        -
+//	IOMMUFDCompat   yes        yes    -        -
+//	GroupIOMMUFD    -          yes    yes      the compat IOAS
+//	Cdev            -          -      yes      an allocated IOAS
+//
+// They belong to the Handle (and to the Handles that joined it): use them,
+// do not Close them.
 type Handle struct {
-	Device  *Device
-	Mapper  dma.Mapper
-	Backend Backend
-	// Exactly one of these is set by the backend.
+	Device    *Device
+	Mapper    dma.Mapper
+	Backend   Backend
 	Container *Container
 	Group     *Group
 	IOMMUFD   *ioasid.FD
 	IOAS      *ioasid.IOAS
 	DevID     uint32 // iommufd device id (Cdev)
-	closers   []func() error
+
+	space            *space
+	groupID          int
+	rlimitPerProcess bool
+	mu      sync.Mutex
+	closed  bool
 }
 
-// Close closes the device and everything Open opened for it, newest first.
-func (h *Handle) Close() error {
-	var errs []error
-	for i := len(h.closers) - 1; i >= 0; i-- {
-		errs = append(errs, h.closers[i]())
-	}
-	h.closers = nil
-	return errors.Join(errs...)
+// space is an IOMMU context shared by the Handles opened into it, and the
+// groups attached to it (two devices of one group share the group fd).
+type space struct {
+	mu        sync.Mutex
+	backend   Backend
+	refs      int
+	container *Container
+	iommufd   *ioasid.FD
+	ioas      *ioasid.IOAS
+	mapper    dma.Mapper
+	groups    map[int]*sharedGroup
+}
+
+type sharedGroup struct {
+	g        *Group
+	refs     int
+	attached bool // this process attached it (SetContainer), so detaches it
 }
 
 // Open opens the PCI device bdf (bound to vfio-pci) through the chosen
-// backend, with a fresh IOMMU context and nothing mapped.
+// backend: into a fresh IOMMU context with nothing mapped, or, with
+// opts.Join, into the context of an open Handle.
 func Open(bdf string, opts *Options) (*Handle, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
+	var sp *space
 	b := opts.Backend
-	if b == Auto {
+	if j := opts.Join; j != nil {
+		j.mu.Lock()
+		closed := j.closed
+		j.mu.Unlock()
+		if closed {
+			return nil, &vfioerr.OpError{Op: "open", Object: bdf, Args: "join", Err: vfioerr.ErrClosed}
+		}
+		if b != Auto && b != j.Backend {
+			return nil, &vfioerr.OpError{Op: "open", Object: bdf, Args: "join", Err: unix.EINVAL,
+				Hint: fmt.Sprintf("backend %s asked, but the space joined is %s", b, j.Backend)}
+		}
+		b, sp = j.Backend, j.space
+	} else if b == Auto {
 		b = bestBackend(bdf)
 	}
-	h := &Handle{Backend: b}
+	if sp == nil {
+		sp = &space{backend: b, groups: map[int]*sharedGroup{}}
+	}
+	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess}
+	sp.mu.Lock()
+	sp.refs++
 	var err error
 	switch b {
 	case Cdev:
@@ -104,8 +162,10 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 	case Legacy:
 		err = h.openContainer(bdf, ContainerPath, opts.IOMMU)
 	default:
-		err = fmt.Errorf("vfio: unknown backend %v", b)
+		err = &vfioerr.OpError{Op: "open", Object: bdf, Err: unix.EINVAL, Hint: "unknown backend " + b.String()}
 	}
+	h.Mapper, h.Container, h.IOMMUFD, h.IOAS = sp.mapper, sp.container, sp.iommufd, sp.ioas
+	sp.mu.Unlock()
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("open %s via %s: %w", bdf, b, err)
@@ -124,92 +184,175 @@ func bestBackend(bdf string) Backend {
 	return Legacy
 }
 
-func (h *Handle) push(f func() error) { h.closers = append(h.closers, f) }
+// Close closes the device, then whatever no other Handle shares: its group
+// (detached from the container) and the container, iommufd and IOAS. A
+// second Close fails with ErrClosed.
+func (h *Handle) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return &vfioerr.OpError{Op: "close", Object: "vfio handle", Err: vfioerr.ErrClosed}
+	}
+	h.closed = true
+	var errs []error
+	if h.Device != nil {
+		errs = append(errs, h.Device.Close())
+	}
+	sp := h.space
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sg := sp.groups[h.groupID]; sg != nil {
+		if sg.refs--; sg.refs == 0 {
+			delete(sp.groups, h.groupID)
+			if sg.attached {
+				errs = append(errs, sg.g.UnsetContainer())
+			}
+			errs = append(errs, sg.g.Close())
+		}
+	}
+	if sp.refs--; sp.refs == 0 {
+		if sp.ioas != nil {
+			errs = append(errs, sp.ioas.Close())
+		}
+		if sp.iommufd != nil {
+			errs = append(errs, sp.iommufd.Close())
+		}
+		if sp.container != nil {
+			errs = append(errs, sp.container.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
+// checkViable refuses a device whose IOMMU group is not viable, naming the
+// members that block it, before the kernel is asked (on the cdev path the
+// kernel's answer, EPERM, would not say why).
+func checkViable(bdf string) error {
+	n, err := sysfs.DeviceGroup(bdf)
+	if err != nil {
+		return &vfioerr.OpError{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
+	}
+	if blockers, err := sysfs.GroupBlockers(n); err == nil && len(blockers) > 0 {
+		return &vfioerr.GroupNotViableError{Address: bdf, Group: n, Blockers: blockers}
+	}
+	return nil
+}
+
+// openCdev: the device's cdev bound to the space's iommufd and attached to
+// its IOAS, both made now if this is the space's first device.
 func (h *Handle) openCdev(bdf string) error {
 	path, err := CdevPath(bdf)
 	if err != nil {
 		return err
 	}
-	if h.IOMMUFD, err = ioasid.Open(); err != nil {
+	if err := checkViable(bdf); err != nil {
 		return err
 	}
-	h.push(h.IOMMUFD.Close)
+	sp := h.space
+	if sp.iommufd == nil {
+		if sp.iommufd, err = h.openIOMMUFD(); err != nil {
+			return err
+		}
+		if sp.ioas, err = sp.iommufd.AllocIOAS(); err != nil {
+			return err
+		}
+		sp.mapper = sp.ioas
+	}
 	if h.Device, err = OpenCdev(path); err != nil {
 		return err
 	}
 	h.Device.name = bdf
-	h.push(h.Device.Close)
-	if h.DevID, err = h.Device.BindIOMMUFD(h.IOMMUFD); err != nil {
+	if h.DevID, err = h.Device.BindIOMMUFD(sp.iommufd); err != nil {
 		return err
 	}
-	if h.IOAS, err = h.IOMMUFD.AllocIOAS(); err != nil {
-		return err
-	}
-	if _, err := h.Device.AttachPT(h.IOAS.ID()); err != nil {
-		return err
-	}
-	// Closing the device fd detaches it; the IOAS goes with the iommufd.
-	h.Mapper = h.IOAS
-	return nil
+	// Closing the device fd detaches it.
+	_, err = h.Device.AttachPT(sp.ioas.ID())
+	return err
 }
 
-func (h *Handle) openGroup(bdf string) error {
+// openIOMMUFD opens /dev/iommu for a new space, with the accounting mode
+// asked for (which the kernel accepts only before any object exists).
+func (h *Handle) openIOMMUFD() (*ioasid.FD, error) {
+	fd, err := ioasid.Open()
+	if err != nil || !h.rlimitPerProcess {
+		return fd, err
+	}
+	if err := fd.SetRlimitPerProcess(true); err != nil {
+		fd.Close()
+		return nil, err
+	}
+	return fd, nil
+}
+
+// openGroup opens (or shares) the device's group and attaches it to the
+// space's container or iommufd.
+func (h *Handle) openGroup(bdf string, container FDer) error {
 	n, err := sysfs.DeviceGroup(bdf)
 	if err != nil {
-		return &kernel.Error{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
+		return &vfioerr.OpError{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
 	}
-	if h.Group, err = OpenGroup(n); err != nil {
+	sp := h.space
+	if sg := sp.groups[n]; sg != nil {
+		sg.refs++
+		h.Group, h.groupID = sg.g, n
+		return nil
+	}
+	g, err := OpenGroup(n)
+	if err != nil {
 		return err
 	}
-	h.push(h.Group.Close)
-	return nil
+	sg := &sharedGroup{g: g, refs: 1}
+	sp.groups[n] = sg
+	h.Group, h.groupID = g, n
+	err = g.SetContainer(container)
+	var nv *vfioerr.GroupNotViableError
+	if errors.As(err, &nv) {
+		nv.Address = bdf
+	}
+	sg.attached = err == nil
+	return err
 }
 
 func (h *Handle) openGroupIOMMUFD(bdf string) error {
-	if err := h.openGroup(bdf); err != nil {
-		return err
-	}
+	sp := h.space
 	var err error
-	if h.IOMMUFD, err = ioasid.Open(); err != nil {
+	if sp.iommufd == nil {
+		if sp.iommufd, err = h.openIOMMUFD(); err != nil {
+			return err
+		}
+	}
+	if err := h.openGroup(bdf, sp.iommufd); err != nil {
 		return err
 	}
-	h.push(h.IOMMUFD.Close)
-	if err := h.Group.SetContainer(h.IOMMUFD); err != nil {
-		return err
-	}
-	h.push(h.Group.UnsetContainer)
 	if h.Device, err = h.Group.Device(bdf); err != nil {
 		return err
 	}
-	h.push(h.Device.Close)
-	if h.IOAS, err = h.IOMMUFD.CompatIOAS(); err != nil {
-		return err
+	if sp.ioas == nil {
+		if sp.ioas, err = sp.iommufd.CompatIOAS(); err != nil {
+			return err
+		}
+		sp.mapper = sp.ioas
 	}
-	h.Mapper = h.IOAS
 	return nil
 }
 
 func (h *Handle) openContainer(bdf, path string, t IOMMUType) error {
-	if err := h.openGroup(bdf); err != nil {
-		return err
-	}
+	sp := h.space
 	var err error
-	if h.Container, err = OpenContainerPath(path); err != nil {
+	if sp.container == nil {
+		if sp.container, err = OpenContainerPath(path); err != nil {
+			return err
+		}
+	}
+	if err := h.openGroup(bdf, sp.container); err != nil {
 		return err
 	}
-	h.push(h.Container.Close)
-	if err := h.Group.SetContainer(h.Container); err != nil {
-		return err
+	if sp.container.IOMMU() == 0 {
+		if err := sp.container.SetIOMMU(t); err != nil {
+			return err
+		}
+		sp.mapper = sp.container
 	}
-	h.push(h.Group.UnsetContainer)
-	if err := h.Container.SetIOMMU(t); err != nil {
-		return err
-	}
-	if h.Device, err = h.Group.Device(bdf); err != nil {
-		return err
-	}
-	h.push(h.Device.Close)
-	h.Mapper = h.Container
-	return nil
+	h.Device, err = h.Group.Device(bdf)
+	return err
 }

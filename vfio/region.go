@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/vfioerr"
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
@@ -44,25 +44,28 @@ func (r *Region) Mappable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_MMA
 
 // Region is VFIO_DEVICE_GET_REGION_INFO for index i.
 func (d *Device) Region(i int) (*Region, error) {
-	if i < 0 || uint32(i) >= d.info.NumRegions {
-		return nil, &kernel.Error{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
-			Hint: fmt.Sprintf("the device has regions 0 to %d", int(d.info.NumRegions)-1)}
+	if n := d.Info().NumRegions; i < 0 || uint32(i) >= n {
+		return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
+			Hint: fmt.Sprintf("the device has regions 0 to %d", int(n)-1)}
 	}
 	hdr := uint32(unsafe.Sizeof(uapi.VfioRegionInfo{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
 		(*uapi.VfioRegionInfo)(unsafe.Pointer(&b[0])).Index = uint32(i)
-		return d.ioctl("VFIO_DEVICE_GET_REGION_INFO", uapi.VFIO_DEVICE_GET_REGION_INFO, unsafe.Pointer(&b[0]), fmt.Sprintf("index %d", i))
+		return d.do("VFIO_DEVICE_GET_REGION_INFO", fmt.Sprintf("index %d", i), func(fd int) error { return uapi.IoctlVfioDeviceGetRegionInfo(fd, b) })
 	})
 	if err != nil {
 		return nil, err
 	}
-	raw := (*uapi.VfioRegionInfo)(unsafe.Pointer(&buf[0]))
+	raw, err := uapi.Decode[uapi.VfioRegionInfo](buf)
+	if err != nil {
+		return nil, err
+	}
 	r := &Region{dev: d, Index: raw.Index, Size: raw.Size, Offset: raw.Offset, Flags: raw.Flags}
 	if raw.Flags&uapi.VFIO_REGION_INFO_FLAG_CAPS == 0 {
 		return r, nil
 	}
 	if r.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
-		return nil, fmt.Errorf("region %d of %s: %w", i, d.name, err)
+		return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: err}
 	}
 	for _, c := range r.Caps {
 		switch c.ID {
@@ -87,7 +90,7 @@ func (d *Device) Region(i int) (*Region, error) {
 // implement (EINVAL, e.g. VGA on most devices) are left out.
 func (d *Device) Regions() ([]*Region, error) {
 	var out []*Region
-	for i := 0; i < int(d.info.NumRegions); i++ {
+	for i := 0; i < int(d.Info().NumRegions); i++ {
 		r, err := d.Region(i)
 		if errors.Is(err, unix.EINVAL) {
 			continue
@@ -102,7 +105,7 @@ func (d *Device) Regions() ([]*Region, error) {
 
 func (r *Region) check(op string, off int64, n int) error {
 	if off < 0 || uint64(off)+uint64(n) > r.Size {
-		return &kernel.Error{Op: op, Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n), Err: unix.EINVAL,
+		return &vfioerr.OpError{Op: op, Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n), Err: unix.EINVAL,
 			Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
 	}
 	return nil
@@ -111,18 +114,18 @@ func (r *Region) check(op string, off int64, n int) error {
 // ReadAt reads from the region through the device fd (pread).
 func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 	if !r.Readable() {
-		return 0, &kernel.Error{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not readable"}
+		return 0, &vfioerr.OpError{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not readable"}
 	}
 	if err := r.check("read", off, len(p)); err != nil {
 		return 0, err
 	}
-	fd, err := r.dev.fd.Int()
+	var n int
+	err := r.dev.fd.Do(func(fd int) (err error) {
+		n, err = unix.Pread(fd, p, int64(r.Offset)+off)
+		return err
+	})
 	if err != nil {
-		return 0, err
-	}
-	n, err := unix.Pread(fd, p, int64(r.Offset)+off)
-	if err != nil {
-		return n, &kernel.Error{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+		return n, &vfioerr.OpError{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
 	}
 	return n, nil
 }
@@ -130,18 +133,18 @@ func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 // WriteAt writes to the region through the device fd (pwrite).
 func (r *Region) WriteAt(p []byte, off int64) (int, error) {
 	if !r.Writable() {
-		return 0, &kernel.Error{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not writable"}
+		return 0, &vfioerr.OpError{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not writable"}
 	}
 	if err := r.check("write", off, len(p)); err != nil {
 		return 0, err
 	}
-	fd, err := r.dev.fd.Int()
+	var n int
+	err := r.dev.fd.Do(func(fd int) (err error) {
+		n, err = unix.Pwrite(fd, p, int64(r.Offset)+off)
+		return err
+	})
 	if err != nil {
-		return 0, err
-	}
-	n, err := unix.Pwrite(fd, p, int64(r.Offset)+off)
-	if err != nil {
-		return n, &kernel.Error{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+		return n, &vfioerr.OpError{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
 	}
 	return n, nil
 }
@@ -153,14 +156,10 @@ func (r *Region) Map() (*MMIO, error) { return r.MapRange(0, r.Size) }
 // MapRange mmaps [off, off+size) of the region.
 func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
 	if !r.Mappable() {
-		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EINVAL, Hint: "region is not mmap-able; use ReadAt/WriteAt"}
+		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EINVAL, Hint: "region is not mmap-able; use ReadAt/WriteAt"}
 	}
 	if size == 0 || off+size > r.Size || off+size < off {
-		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: unix.EINVAL, Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
-	}
-	fd, err := r.dev.fd.Int()
-	if err != nil {
-		return nil, err
+		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: unix.EINVAL, Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
 	}
 	prot := 0
 	if r.Readable() {
@@ -169,9 +168,13 @@ func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
 	if r.Writable() {
 		prot |= unix.PROT_WRITE
 	}
-	mem, err := unix.Mmap(fd, int64(r.Offset+off), int(size), prot, unix.MAP_SHARED)
+	var mem []byte
+	err := r.dev.fd.Do(func(fd int) (err error) {
+		mem, err = unix.Mmap(fd, int64(r.Offset+off), int(size), prot, unix.MAP_SHARED)
+		return err
+	})
 	if err != nil {
-		return nil, &kernel.Error{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: err}
+		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: err}
 	}
-	return &MMIO{mem: mem}, nil
+	return &MMIO{mem: mem, name: fmt.Sprintf("%s region %d", r.dev.name, r.Index)}, nil
 }

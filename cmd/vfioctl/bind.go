@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"time"
 
@@ -33,7 +34,7 @@ takes the device anyway. The previous driver is recorded for restore.`,
 			}
 			bound, err := pci.Bind(d.Address, pci.BindOptions{Group: c.Bool("group"), Force: c.Bool("force"), Timeout: c.Duration("timeout")})
 			if err != nil {
-				return err
+				return bindFailure{err}
 			}
 			return emit(c, bound, func(w io.Writer) {
 				for _, b := range bound {
@@ -47,6 +48,15 @@ takes the device anyway. The previous driver is recorded for restore.`,
 		},
 	}
 }
+
+// errBind is matched by errors of the bind command, whose advice differs
+// (--group, --force) from the same error met elsewhere.
+var errBind = errors.New("bind")
+
+type bindFailure struct{ error }
+
+func (e bindFailure) Unwrap() error        { return e.error }
+func (e bindFailure) Is(target error) bool { return target == errBind }
 
 type unbound struct {
 	Address string `json:"address"`

@@ -10,9 +10,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Exit codes: scripts can tell a refusal from a failure.
@@ -37,12 +37,31 @@ const exitHelp = `EXIT CODES:
 
 func main() {
 	app := newApp()
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(reorderArgs(app, os.Args)); err != nil {
 		if msg := err.Error(); msg != "" {
+			if a := advice(err); a != "" {
+				msg += " (" + a + ")"
+			}
 			fmt.Fprintln(os.Stderr, "vfioctl:", msg)
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// advice says what to do about an error in terms of vfioctl's own flags;
+// the library's messages state only the facts.
+func advice(err error) string {
+	var unsafeErr *pci.UnsafeError
+	var nv *vfioerr.GroupNotViableError
+	switch {
+	case errors.As(err, &unsafeErr):
+		return "use --force to do it anyway"
+	case errors.As(err, &nv) && errors.Is(err, errBind):
+		return "bind the whole group with --group, or unbind the devices named"
+	case errors.As(err, &nv):
+		return "vfioctl bind --group " + nv.Blockers[0].Device + " gives the whole group to vfio-pci"
+	}
+	return ""
 }
 
 func newApp() *cli.App {
@@ -73,12 +92,31 @@ func newApp() *cli.App {
 			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 			return nil
 		},
-		Commands: []*cli.Command{
+		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
 			infoCommand(), dmaTestCommand(), resetCommand(), doctorCommand(), completionCommand(),
+		}),
+		// No command, or one that does not exist.
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (vfioctl --help lists them)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
+		OnUsageError:   onUsageError,
 		ExitErrHandler: func(*cli.Context, error) {}, // main maps errors to exit codes
 	}
+}
+
+// onUsageError makes a flag the parser rejects a usage error (exit 2).
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+func withUsageErrors(cmds []*cli.Command) []*cli.Command {
+	for _, c := range cmds {
+		c.OnUsageError = onUsageError
+		withUsageErrors(c.Subcommands)
+	}
+	return cmds
 }
 
 // usageError marks an error in what the user typed.
@@ -95,7 +133,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable):
 		return exitRefused
-	case errors.Is(err, kernel.ErrNotSupported):
+	case errors.Is(err, vfioerr.ErrNotSupported):
 		return exitUnsupported
 	case errors.Is(err, pci.ErrBusy):
 		return exitBusy

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 
@@ -18,6 +19,9 @@ var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instea
 func emit(c *cli.Context, v any, text func(w io.Writer)) error {
 	w := c.App.Writer
 	if c.Bool("json") {
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.IsNil() {
+			v = reflect.MakeSlice(rv.Type(), 0, 0).Interface() // [] for scripts, never null
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)

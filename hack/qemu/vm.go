@@ -77,6 +77,9 @@ type Spec struct {
 	// Cmdline is appended to the kernel command line (e.g. to drop a
 	// profile's parameter on purpose).
 	Cmdline string
+	// QEMUArgs are appended to QEMU's command line (e.g. "-S" to start
+	// with the vCPUs stopped, as a broken accelerator leaves them).
+	QEMUArgs []string
 	// OmitProfileCmdline leaves out the profile's own kernel parameters.
 	OmitProfileCmdline bool
 	// Timeout bounds the whole boot; a guest still running then is killed
@@ -199,7 +202,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if spec.Cmdline != "" {
 		cmdline += " " + spec.Cmdline
 	}
-	accel, cpu := Accel()
+	accel, cpu := Accel(kernel)
 	args := []string{
 		"-machine", prof.Machine, "-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1G",
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-nic", "none",
@@ -212,10 +215,15 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		"-device", "e1000e,addr=0x4",
 		"-drive", "file="+nvme+",if=none,format=raw,id=nv0",
 		"-device", "nvme,serial=vfioctl0,drive=nv0,addr=0x5",
+		"-device", "edu,addr=0x6", // a second edu, in its own group: several devices, one address space
+
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 	)
+	args = append(args, spec.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	progressed := make(chan struct{})
+	stalled := watchProgress(ctx, cancel, progressed, accel)
 	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	qemu.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
@@ -228,7 +236,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err := qemu.Start(); err != nil {
 		return nil, fmt.Errorf("qemu-system-x86_64: %w (apt-get install qemu-system-x86)", err)
 	}
-	var src io.Reader = stdout
+	var src io.Reader = &firstByte{r: stdout, seen: progressed}
 	if spec.Stream != nil {
 		src = io.TeeReader(stdout, spec.Stream)
 	}
@@ -237,6 +245,8 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	res.Elapsed = time.Since(start)
 	res.ConsoleLog = console
 	switch {
+	case stalled() != nil:
+		res.Err = stalled()
 	case ctx.Err() == context.DeadlineExceeded:
 		res.Err = fmt.Errorf("guest killed after %s timeout", spec.Timeout)
 	case werr != nil:
@@ -247,30 +257,51 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	return res, nil
 }
 
-var accelOnce = sync.OnceValues(probeAccel)
+// NoProgressTimeout is how long a boot may go without a byte from the
+// guest's init on the results port before it is reported as making no
+// progress and killed: the kernel and init take a few seconds even under
+// TCG on a busy host, so a silent guest is a hung one (firmware output on
+// the console, such as SeaBIOS's "Booting from ROM...", does not count).
+var NoProgressTimeout = 60 * time.Second
 
-// Accel picks the accelerator: KVM where /dev/kvm exists and QEMU can really
-// start a KVM machine with it (some hosts expose a /dev/kvm that cannot run
-// guests), TCG otherwise. VFIOCTL_ACCEL=tcg or kvm forces one.
-func Accel() (accel, cpu string) { return accelOnce() }
+// firstByte passes r through and closes seen at the first byte read.
+type firstByte struct {
+	r    io.Reader
+	seen chan struct{}
+	once sync.Once
+}
 
-func probeAccel() (string, string) {
-	switch os.Getenv("VFIOCTL_ACCEL") {
-	case "tcg":
-		return "tcg", "max"
-	case "kvm":
-		return "kvm", "host"
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.once.Do(func() { close(f.seen) })
 	}
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		probe := exec.Command("qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-machine", "q35",
-			"-nodefaults", "-display", "none", "-S", "-monitor", "stdio")
-		probe.Stdin = strings.NewReader("quit\n")
-		if probe.Run() == nil {
-			return "kvm", "host"
+	return n, err
+}
+
+// watchProgress kills the boot (through cancel) when progressed is not
+// closed within NoProgressTimeout, and returns a function reporting that.
+func watchProgress(ctx context.Context, cancel func(), progressed <-chan struct{}, accel string) func() error {
+	var mu sync.Mutex
+	var stall error
+	go func() {
+		t := time.NewTimer(NoProgressTimeout)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-progressed:
+		case <-t.C:
+			mu.Lock()
+			stall = fmt.Errorf("no progress: the guest's init said nothing in %s under %s (the console log shows how far it got; VFIOCTL_ACCEL=tcg forces TCG)", NoProgressTimeout, accel)
+			mu.Unlock()
+			cancel()
 		}
+	}()
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return stall
 	}
-	return "tcg", "max"
 }
 
 // parse reads the results port: framed command outputs.

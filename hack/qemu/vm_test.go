@@ -74,4 +74,22 @@ func TestBrokenGuests(t *testing.T) {
 			t.Errorf("hung guest took %s to be killed with a 15 s timeout", d)
 		}
 	})
+	t.Run("guest makes no progress", func(t *testing.T) {
+		// vCPUs that never run (QEMU's -S here; a /dev/kvm that cannot run
+		// guests in the field): reported as no progress, long before the
+		// VM's own timeout.
+		defer func(d time.Duration) { NoProgressTimeout = d }(NoProgressTimeout)
+		NoProgressTimeout = 5 * time.Second
+		start := time.Now()
+		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", QEMUArgs: []string{"-S"}, Timeout: 2 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Err == nil || !strings.Contains(res.Err.Error(), "no progress") {
+			t.Fatalf("stopped guest: err = %v", res.Err)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("stopped guest took %s to be reported with a 5 s progress limit", d)
+		}
+	})
 }

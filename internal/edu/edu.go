@@ -58,7 +58,7 @@ func Open(d *vfio.Device) (*Edu, error) {
 		return nil, err
 	}
 	if id := bar.Load32(RegID); id != IDValue {
-		bar.Unmap()
+		bar.Close()
 		return nil, fmt.Errorf("edu: identification register %#x, want %#x: not an edu device", id, IDValue)
 	}
 	cfg, err := d.Config()
@@ -66,14 +66,14 @@ func Open(d *vfio.Device) (*Edu, error) {
 		err = cfg.EnableBusMaster()
 	}
 	if err != nil {
-		bar.Unmap()
+		bar.Close()
 		return nil, err
 	}
 	return &Edu{Dev: d, BAR: bar}, nil
 }
 
 // Close unmaps BAR0 (the device stays open).
-func (e *Edu) Close() error { return e.BAR.Unmap() }
+func (e *Edu) Close() error { return e.BAR.Close() }
 
 // DMA runs one transfer and waits for it. edu completes on a 100 ms timer
 // of QEMU's virtual clock: poll with sleeps, up to a deadline.

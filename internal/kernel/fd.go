@@ -1,19 +1,25 @@
 // Package kernel holds what vfio and ioasid share about talking to the
-// kernel: an owned file descriptor, ioctl calls, and errors that name the
-// operation and wrap the errno.
+// kernel: an owned file descriptor with the Close contract, and the error
+// explanations both need. Layouts and ioctl numbers live in uapi; the
+// error types callers match live in vfioerr.
 package kernel
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
-// FD is an owned file descriptor. Close releases it exactly once; a second
-// Close, or any use after Close, fails with ErrClosed. Every open FD is
-// listed by Open until it is closed or disowned, so tests can fail on leaks.
+// FD is an owned file descriptor. The first Close releases it; a second
+// Close, and any use after Close, fails with vfioerr.ErrClosed. Uses hold a
+// read lock, so a Close waits for the ioctls in flight and the number can
+// never be reused under them. Every open FD is listed by Open until it is
+// closed or disowned, so tests can fail on leaks.
 type FD struct {
 	mu   sync.RWMutex
 	raw  int
@@ -29,7 +35,7 @@ var (
 // reports (e.g. "/dev/vfio/12").
 func NewFD(raw int, name string) (*FD, error) {
 	if raw < 0 {
-		return nil, fmt.Errorf("%s: invalid file descriptor %d", name, raw)
+		return nil, &vfioerr.OpError{Op: "use fd", Object: name, Args: fmt.Sprint(raw), Err: unix.EBADF}
 	}
 	f := &FD{raw: raw, name: name}
 	openMu.Lock()
@@ -42,7 +48,7 @@ func NewFD(raw int, name string) (*FD, error) {
 func OpenPath(path string) (*FD, error) {
 	raw, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &Error{Op: "open", Object: path, Err: err}
+		return nil, &vfioerr.OpError{Op: "open", Object: path, Err: err}
 	}
 	return NewFD(raw, path)
 }
@@ -51,14 +57,41 @@ func OpenPath(path string) (*FD, error) {
 func (f *FD) Name() string { return f.name }
 
 // Int returns the raw descriptor while f is open. The caller must not
-// close it; use Disown to take it over.
+// close it, and it may be closed (and its number reused) once Int returns:
+// use Do to issue calls on it.
 func (f *FD) Int() (int, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.raw < 0 {
-		return -1, &Error{Op: "use", Object: f.name, Err: ErrClosed}
+		return -1, f.closedError("use")
 	}
 	return f.raw, nil
+}
+
+// Do calls fn with the raw descriptor, holding f open until fn returns.
+// After Close it returns vfioerr.ErrClosed itself, for the caller to wrap
+// with the operation it was. It does not allocate: fn does not escape.
+func (f *FD) Do(fn func(raw int) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.raw < 0 {
+		return vfioerr.ErrClosed
+	}
+	return fn(f.raw)
+}
+
+// NameOf is what /proc/self/fd says fd is (a path such as /dev/iommu, or
+// anon_inode:[vfio-device]), for naming a descriptor handed over by
+// another process; fallback when the kernel does not say.
+func NameOf(fd int, fallback string) string {
+	if p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err == nil {
+		return p
+	}
+	return fallback
+}
+
+func (f *FD) closedError(op string) error {
+	return &vfioerr.OpError{Op: op, Object: f.name, Err: vfioerr.ErrClosed}
 }
 
 // Close closes the descriptor; closing twice is an error (ErrClosed).
@@ -68,19 +101,35 @@ func (f *FD) Close() error {
 		return err
 	}
 	if err := unix.Close(raw); err != nil {
-		return &Error{Op: "close", Object: f.name, Err: err}
+		return &vfioerr.OpError{Op: "close", Object: f.name, Err: err}
 	}
 	return nil
 }
 
-// Disown hands the raw descriptor to the caller, who now owns it.
+// Disown hands the raw descriptor to the caller, who now owns it; f is
+// closed from then on.
 func (f *FD) Disown() (int, error) { return f.take() }
+
+// Dup returns a new close-on-exec descriptor for the same file, owned by
+// the caller (for example to send it to another process).
+func (f *FD) Dup() (int, error) {
+	var fd int
+	err := f.Do(func(raw int) error {
+		var err error
+		fd, err = unix.FcntlInt(uintptr(raw), unix.F_DUPFD_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return -1, &vfioerr.OpError{Op: "dup", Object: f.name, Err: err}
+	}
+	return fd, nil
+}
 
 func (f *FD) take() (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.raw < 0 {
-		return -1, &Error{Op: "close", Object: f.name, Err: ErrClosed}
+		return -1, f.closedError("close")
 	}
 	raw := f.raw
 	f.raw = -1
@@ -88,21 +137,6 @@ func (f *FD) take() (int, error) {
 	delete(open, f)
 	openMu.Unlock()
 	return raw, nil
-}
-
-// Ioctl issues an ioctl whose argument is a pointer or integer, holding f
-// open for the duration. It does not allocate.
-func (f *FD) Ioctl(req uint, arg uintptr) (uintptr, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.raw < 0 {
-		return 0, ErrClosed
-	}
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(f.raw), uintptr(req), arg)
-	if errno != 0 {
-		return r, errno
-	}
-	return r, nil
 }
 
 // Open lists the FDs still open, sorted by name: a test's cleanup can

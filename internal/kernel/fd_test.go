@@ -2,51 +2,114 @@ package kernel
 
 import (
 	"errors"
-	"os"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
+func pipeFD(t *testing.T) *FD {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[1]) })
+	f, err := NewFD(p[0], "pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func TestFDCloseOnceAndLeaks(t *testing.T) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	raw, _ := unix.Dup(int(r.Fd()))
-	r.Close()
-	f, err := NewFD(raw, "pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := pipeFD(t)
 	if got := Open(); len(got) != 1 || got[0] != "pipe" {
 		t.Fatalf("Open() = %v", got)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); !errors.Is(err, ErrClosed) {
+	if err := f.Close(); !errors.Is(err, vfioerr.ErrClosed) {
 		t.Fatalf("second Close = %v, want ErrClosed", err)
 	}
-	if _, err := f.Ioctl(unix.TIOCINQ, 0); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Ioctl after Close = %v, want ErrClosed", err)
+	if err := f.Do(func(int) error { t.Fatal("Do ran after Close"); return nil }); !errors.Is(err, vfioerr.ErrClosed) {
+		t.Fatalf("Do after Close = %v, want ErrClosed", err)
+	}
+	if _, err := f.Dup(); !errors.Is(err, vfioerr.ErrClosed) {
+		t.Fatalf("Dup after Close = %v, want ErrClosed", err)
 	}
 	if got := Open(); len(got) != 0 {
 		t.Fatalf("Open() after Close = %v", got)
 	}
-	if _, err := NewFD(-1, "bad"); err == nil {
-		t.Fatal("NewFD(-1) succeeded")
+	if _, err := NewFD(-1, "bad"); !errors.Is(err, unix.EBADF) {
+		t.Fatalf("NewFD(-1) = %v", err)
 	}
 }
 
-func TestErrorWraps(t *testing.T) {
-	err := Errorf("VFIO_IOMMU_MAP_DMA", "/dev/vfio/vfio", unix.EINVAL, "iova=%#x", 0x1000)
-	if !errors.Is(err, unix.EINVAL) || err.Error() != "VFIO_IOMMU_MAP_DMA on /dev/vfio/vfio (iova=0x1000): invalid argument" {
-		t.Fatalf("err = %q", err)
+// Close waits for calls in flight: the number cannot be closed (and reused)
+// under an ioctl.
+func TestFDCloseWaitsForUse(t *testing.T) {
+	f := pipeFD(t)
+	inside, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.Do(func(raw int) error {
+			close(inside)
+			<-release
+			if _, err := unix.FcntlInt(uintptr(raw), unix.F_GETFD, 0); err != nil {
+				t.Errorf("fd closed while in use: %v", err)
+			}
+			return nil
+		})
+	}()
+	<-inside
+	closed := make(chan error)
+	go func() { closed <- f.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a call was in flight", err)
+	default:
 	}
-	ns := error(&NotSupportedError{Feature: "IOMMU_IOAS_MAP_FILE", Version: "6.13"})
-	if !errors.Is(ns, ErrNotSupported) || ns.Error() != "IOMMU_IOAS_MAP_FILE not supported (needs Linux 6.13 or later)" {
-		t.Fatalf("ns = %q", ns)
+	close(release)
+	wg.Wait()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Do with a closure over a stack struct allocates nothing: the ioctl hot
+// path (map/unmap) depends on it.
+func TestDoAllocatesNothing(t *testing.T) {
+	f := pipeFD(t)
+	defer f.Close()
+	allocs := testing.AllocsPerRun(100, func() {
+		var n int32
+		f.Do(func(raw int) error {
+			_, err := unix.IoctlGetInt(raw, unix.TIOCINQ)
+			n++
+			return err
+		})
+	})
+	if allocs != 0 {
+		t.Fatalf("Do allocates %v times per call", allocs)
+	}
+}
+
+func TestDup(t *testing.T) {
+	f := pipeFD(t)
+	defer f.Close()
+	d, err := f.Dup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(d)
+	flags, err := unix.FcntlInt(uintptr(d), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("dup flags %#x, %v", flags, err)
 	}
 }

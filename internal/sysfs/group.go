@@ -4,13 +4,13 @@
 package sysfs
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Root is the sysfs mount; tests point it at a fake tree.
@@ -49,31 +49,33 @@ func Class(bdf string) uint32 {
 	return uint32(v)
 }
 
-// Blocker is a group member whose driver makes the group not viable.
-type Blocker struct {
-	Device, Driver string
-}
-
 // ViableDriver reports whether a member bound to drv keeps its group viable
 // by the kernel's rule: no driver, vfio-pci (or a vfio variant driver), or
 // pci-stub. Bridges are exempt whatever their driver.
-func ViableDriver(drv string) bool {
-	return drv == "" || drv == "pci-stub" || drv == "vfio-pci" || strings.HasSuffix(drv, "-vfio-pci")
+func ViableDriver(drv string) bool { return drv == "" || drv == "pci-stub" || IsVFIODriver(drv) }
+
+// IsVFIODriver reports whether drv is vfio-pci or a vfio-pci variant driver.
+func IsVFIODriver(drv string) bool { return drv == "vfio-pci" || strings.HasSuffix(drv, "-vfio-pci") }
+
+// Exists reports whether a PCI device is present.
+func Exists(bdf string) bool {
+	_, err := os.Stat(filepath.Join(Root, "bus", "pci", "devices", bdf))
+	return err == nil
 }
 
 // IsBridge reports whether the class code is a PCI bridge.
 func IsBridge(class uint32) bool { return class>>8 == 0x0604 }
 
 // GroupBlockers lists the members of group n that keep it from being viable.
-func GroupBlockers(n int) ([]Blocker, error) {
+func GroupBlockers(n int) ([]vfioerr.Blocker, error) {
 	devs, err := GroupDevices(n)
 	if err != nil {
 		return nil, err
 	}
-	var out []Blocker
+	var out []vfioerr.Blocker
 	for _, d := range devs {
 		if drv := Driver(d); !ViableDriver(drv) && !IsBridge(Class(d)) {
-			out = append(out, Blocker{Device: d, Driver: drv})
+			out = append(out, vfioerr.Blocker{Device: d, Driver: drv})
 		}
 	}
 	return out, nil
@@ -97,33 +99,3 @@ func DeviceCdev(bdf string) string {
 	}
 	return ents[0].Name()
 }
-
-// ErrNotViable is matched by NotViableError.
-var ErrNotViable = errors.New("IOMMU group is not viable")
-
-// NotViableError names the group members whose drivers keep an IOMMU group
-// from being usable by VFIO. Address, when set, is the device whose binding
-// was refused.
-type NotViableError struct {
-	Address  string
-	Group    int
-	Blockers []Blocker
-}
-
-func (e *NotViableError) Error() string {
-	var parts []string
-	for _, b := range e.Blockers {
-		parts = append(parts, b.Device+" (driver "+b.Driver+")")
-	}
-	if e.Address != "" {
-		return fmt.Sprintf("binding %s alone leaves IOMMU group %d not viable: %s share(s) the group; bind the whole group (--group) or unbind them",
-			e.Address, e.Group, strings.Join(parts, ", "))
-	}
-	s := fmt.Sprintf("IOMMU group %d is not viable", e.Group)
-	if len(parts) > 0 {
-		s += ": " + strings.Join(parts, ", ") + " must be unbound or bound to vfio-pci (vfioctl bind --group)"
-	}
-	return s
-}
-
-func (e *NotViableError) Is(target error) bool { return target == ErrNotViable }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // expect fails unless err is non-nil, matches target (when given) and its
@@ -96,21 +98,33 @@ func TestUseAfterClose(t *testing.T) {
 		if err := h.Close(); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, "device double close", dev.Close(), kernel.ErrClosed)
-		expect(t, "region after close", func() error { _, err := dev.Region(0); return err }(), kernel.ErrClosed)
-		expect(t, "reset after close", dev.Reset(), kernel.ErrClosed)
+		expect(t, "device double close", dev.Close(), vfio.ErrClosed)
+		expect(t, "region after close", func() error { _, err := dev.Region(0); return err }(), vfio.ErrClosed)
+		expect(t, "reset after close", dev.Reset(), vfio.ErrClosed)
 		buf, _ := dma.Alloc(4096)
 		defer buf.Close()
-		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), nil)
+		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), vfio.ErrClosed)
+		expect(t, "unmap-all after close", func() error { _, err := mapper.UnmapAll(); return err }(), vfio.ErrClosed)
+		expect(t, "handle double close", h.Close(), vfio.ErrClosed)
 		if h.Container != nil {
-			expect(t, "container double close", h.Container.Close(), kernel.ErrClosed)
+			expect(t, "container double close", h.Container.Close(), vfio.ErrClosed)
 		}
 		if h.Group != nil {
-			expect(t, "group double close", h.Group.Close(), kernel.ErrClosed)
+			expect(t, "group double close", h.Group.Close(), vfio.ErrClosed)
 		}
 		if h.IOMMUFD != nil {
-			expect(t, "iommufd double close", h.IOMMUFD.Close(), kernel.ErrClosed)
+			expect(t, "iommufd double close", h.IOMMUFD.Close(), vfio.ErrClosed)
 		}
+		if h.IOAS != nil {
+			expect(t, "IOAS double close", h.IOAS.Close(), vfio.ErrClosed)
+		}
+		ev, _ := vfio.NewEventfd()
+		ev.Close()
+		expect(t, "eventfd double close", ev.Close(), vfio.ErrClosed)
+		expect(t, "eventfd wait after close", func() error { _, err := ev.Wait(time.Millisecond); return err }(), vfio.ErrClosed)
+		b2, _ := dma.Alloc(4096)
+		b2.Close()
+		expect(t, "buffer double close", b2.Close(), vfio.ErrClosed)
 		if open := kernel.Open(); len(open) > 0 {
 			t.Errorf("leaked: %v", open)
 		}
@@ -152,9 +166,40 @@ func TestGroupNotViable(t *testing.T) {
 	defer c.Close()
 	err = g.SetContainer(c)
 	expect(t, "SetContainer on a non-viable group", err, vfio.ErrGroupNotViable, "0000:00:1f.2", "ahci")
-	var nv *vfio.GroupNotViableError
+	var nv *vfioerr.GroupNotViableError
 	if !errors.As(err, &nv) || nv.Group != n || len(nv.Blockers) != 1 {
 		t.Errorf("error %v: want one blocker in group %d", err, n)
+	}
+	// Every backend, the cdev one included, names the blocker and blames
+	// nothing else: this IOMMU has interrupt remapping.
+	g.Close()
+	c.Close()
+	forModes(t, func(t *testing.T, m mode) {
+		h, err := vfio.Open(lpc, &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+		if err == nil {
+			h.Close()
+		}
+		expect(t, "open in a non-viable group", err, vfio.ErrGroupNotViable, lpc, "0000:00:1f.2", "ahci")
+		if err != nil && strings.Contains(err.Error(), "interrupt remapping") {
+			t.Errorf("%v: blames interrupt remapping, which this IOMMU has", err)
+		}
+		if open := kernel.Open(); len(open) > 0 {
+			t.Errorf("a refused open leaked %v", open)
+		}
+	})
+}
+
+// TestCdevNotBound: asking for the cdev of a device on its host driver says
+// that, not that the kernel is too old.
+func TestCdevNotBound(t *testing.T) {
+	nic := findDevice(t, wantDevices["e1000e"])
+	if drv := sysfsDriver(nic); drv != "e1000e" {
+		t.Skipf("%s is on %q here", nic, drv)
+	}
+	_, err := vfio.Open(nic, &vfio.Options{Backend: vfio.Cdev})
+	expect(t, "cdev of a device on e1000e", err, nil, nic, "bound to e1000e, not vfio-pci")
+	if errors.Is(err, vfio.ErrNotSupported) {
+		t.Errorf("%v: reported as not supported by the kernel", err)
 	}
 }
 

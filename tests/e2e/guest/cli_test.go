@@ -3,7 +3,6 @@ package guest
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -55,9 +54,10 @@ func sysfsHex(t *testing.T, addr, file string) uint64 {
 func TestCLIListMatchesSysfs(t *testing.T) {
 	var devs []struct {
 		Address    string `json:"address"`
-		Vendor     uint64 `json:"vendor"`
-		Device     uint64 `json:"device"`
-		Class      uint64 `json:"class"`
+		Vendor     string `json:"vendor"` // hex, as lspci -n writes it: "8086"
+		Device     string `json:"device"`
+		Class      string `json:"class"` // base class and subclass: "0200"
+		ProgIf     string `json:"prog_if"`
 		Driver     string `json:"driver"`
 		IOMMUGroup int    `json:"iommu_group"`
 	}
@@ -71,13 +71,15 @@ func TestCLIListMatchesSysfs(t *testing.T) {
 	seen := map[string]bool{}
 	for _, d := range devs {
 		for name, want := range wantDevices {
-			var v, dv uint64
-			if _, err := fmt.Sscanf(want, "0x%x:0x%x", &v, &dv); err == nil && v == d.Vendor && dv == d.Device {
+			if want == "0x"+d.Vendor+":0x"+d.Device {
 				seen[name] = true
 			}
 		}
-		if d.Vendor != sysfsHex(t, d.Address, "vendor") || d.Device != sysfsHex(t, d.Address, "device") || d.Class != sysfsHex(t, d.Address, "class") {
-			t.Errorf("%s: list says %x:%x class %x, sysfs differs", d.Address, d.Vendor, d.Device, d.Class)
+		// sysfs writes 0x8086, 0x10d3, 0x020000.
+		if "0x"+d.Vendor != sysfsRead(t, "/sys/bus/pci/devices/"+d.Address+"/vendor") ||
+			"0x"+d.Device != sysfsRead(t, "/sys/bus/pci/devices/"+d.Address+"/device") ||
+			"0x"+d.Class+d.ProgIf != sysfsRead(t, "/sys/bus/pci/devices/"+d.Address+"/class") {
+			t.Errorf("%s: list says %s:%s class %s prog-if %s, sysfs differs", d.Address, d.Vendor, d.Device, d.Class, d.ProgIf)
 		}
 		if d.Driver != sysfsDriver(d.Address) {
 			t.Errorf("%s: list says driver %q, sysfs %q", d.Address, d.Driver, sysfsDriver(d.Address))

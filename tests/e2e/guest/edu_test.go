@@ -140,7 +140,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer msi.Close()
-		if err := e.Handle.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msi.FD()}); err != nil {
+		if err := e.Handle.Device.SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
 			t.Fatal(err)
 		}
 		e.dma(t, iova, edu.Buffer, 64, edu.CmdIRQ)
@@ -157,7 +157,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer intx.Close()
-		if err := e.Handle.Device.SetTriggers(vfio.IntxIRQ, 0, []int{intx.FD()}); err != nil {
+		if err := e.Handle.Device.SetEventfds(vfio.IntxIRQ, 0, intx); err != nil {
 			t.Fatal(err)
 		}
 		for round := 0; round < 2; round++ { // the second proves unmask works

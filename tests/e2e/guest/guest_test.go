@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vfioctl/vfioctl/hack/qemu/frame"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 // Kernel and Profile name the boot this test binary runs in.
@@ -23,4 +24,14 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// fdOf is the descriptor of an object that keeps owning it.
+func fdOf(t testing.TB, f vfio.FDer) int {
+	t.Helper()
+	fd, err := f.FD()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
 }

@@ -69,7 +69,7 @@ func TestE1000eMSIX(t *testing.T) {
 	for i := range fds {
 		fds[i] = -1
 	}
-	fds[vectors-1] = ev.FD()
+	fds[vectors-1] = fdOf(t, ev)
 	if err := h.Device.SetTriggers(vfio.MSIXIRQ, 0, fds); err != nil {
 		t.Fatal(err)
 	}

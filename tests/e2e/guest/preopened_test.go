@@ -20,7 +20,7 @@ func TestPreopenedFDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := vfio.NewContainer(cfd, "container from helper")
+	c, err := vfio.NewContainer(cfd, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestPreopenedFDs(t *testing.T) {
 	if d2.Info().NumRegions != 9 {
 		t.Errorf("device from a pre-opened fd: %+v", d2.Info())
 	}
-	if _, err := vfio.NewContainer(-1, "bad"); err == nil {
+	if _, err := vfio.NewContainer(-1, 0); err == nil {
 		t.Error("NewContainer(-1) succeeded")
 	}
 }
@@ -77,7 +77,7 @@ func TestIRQMaskAndTrigger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ev.Close()
-	if err := dev.SetTriggers(vfio.MSIIRQ, 0, []int{ev.FD()}); err != nil {
+	if err := dev.SetEventfds(vfio.MSIIRQ, 0, ev); err != nil {
 		t.Fatal(err)
 	}
 	if err := dev.TriggerIRQ(vfio.MSIIRQ, 0, 1); err != nil {
@@ -89,7 +89,7 @@ func TestIRQMaskAndTrigger(t *testing.T) {
 	if err := dev.DisableIRQ(vfio.MSIIRQ); err != nil {
 		t.Fatal(err)
 	}
-	if err := dev.SetTriggers(vfio.IntxIRQ, 0, []int{ev.FD()}); err != nil {
+	if err := dev.SetEventfds(vfio.IntxIRQ, 0, ev); err != nil {
 		t.Fatal(err)
 	}
 	if err := dev.MaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {

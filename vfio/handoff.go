@@ -1,0 +1,208 @@
+package vfio
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/ioasid"
+	"github.com/vfioctl/vfioctl/vfioerr"
+)
+
+// A privileged helper binds and opens a device, then hands the descriptors
+// to an unprivileged VMM over a unix socket (SCM_RIGHTS), as libvirt and
+// KubeVirt's device plugins do; the VMM rebuilds the same objects without
+// opening a path. What travels: one message with a JSON header naming the
+// backend and the facts a descriptor cannot tell (device name, group
+// number, container IOMMU model, IOAS id, device id), and the descriptors.
+
+const handoffVersion = 1
+
+type handoff struct {
+	Version int      `json:"version"`
+	Backend string   `json:"backend"`
+	Device  string   `json:"device"`
+	FDs     []string `json:"fds"` // what each passed descriptor is, in order
+	Group   int      `json:"group,omitempty"`
+	IOMMU   int      `json:"iommu,omitempty"` // container model
+	IOAS    uint32   `json:"ioas,omitempty"`  // cdev: the IOAS the device is attached to
+	DevID   uint32   `json:"devid,omitempty"` // cdev: iommufd device id
+}
+
+// Send hands h's descriptors to the process at the other end of conn
+// (which calls Receive). h stays open and usable here; the receiver gets
+// its own descriptors for the same kernel objects.
+func (h *Handle) Send(conn *net.UnixConn) error {
+	hdr := handoff{Version: handoffVersion, Backend: h.Backend.String(), Device: h.Device.Name(), DevID: h.DevID}
+	type duper interface{ Dup() (int, error) }
+	var dupers []duper
+	add := func(role string, d duper) {
+		hdr.FDs = append(hdr.FDs, role)
+		dupers = append(dupers, d)
+	}
+	add("device", h.Device)
+	if h.Container != nil {
+		add("container", h.Container)
+		hdr.IOMMU = int(h.Container.IOMMU())
+	}
+	if h.Group != nil {
+		add("group", h.Group)
+		hdr.Group = h.Group.ID()
+	}
+	if h.IOMMUFD != nil {
+		add("iommufd", h.IOMMUFD)
+	}
+	if h.Backend == Cdev {
+		hdr.IOAS = h.IOAS.ID()
+	}
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, d := range dupers {
+		fd, err := d.Dup()
+		if err != nil {
+			return err
+		}
+		fds = append(fds, fd)
+	}
+	msg, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	if _, _, err := conn.WriteMsgUnix(msg, unix.UnixRights(fds...), nil); err != nil {
+		return &vfioerr.OpError{Op: "sendmsg", Object: conn.RemoteAddr().String(), Args: fmt.Sprintf("%d fds", len(fds)), Err: err}
+	}
+	return nil
+}
+
+// Receive rebuilds a Handle from what Send sent on conn. It opens no path,
+// so it works in a process without access to /dev/vfio or /dev/iommu.
+// Closing the received Handle closes its own descriptors only: the group
+// stays attached, and the IOAS alive, for the sender.
+func Receive(conn *net.UnixConn) (*Handle, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*8))
+	var n, oobn int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, &vfioerr.OpError{Op: "recvmsg", Object: "vfio handoff", Err: rerr}
+	}
+	var fds []int
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, &vfioerr.OpError{Op: "recvmsg", Object: "vfio handoff", Err: err}
+	}
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	h, err := rebuild(buf[:n], fds)
+	if err != nil {
+		for _, fd := range fds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+		return nil, fmt.Errorf("vfio handoff: %w", err)
+	}
+	return h, nil
+}
+
+// rebuild makes the Handle; every fd it takes over is set to -1 in fds, so
+// the caller closes only the rest on failure.
+func rebuild(msg []byte, fds []int) (*Handle, error) {
+	var hdr handoff
+	if err := json.Unmarshal(msg, &hdr); err != nil {
+		return nil, fmt.Errorf("malformed header: %w", err)
+	}
+	if hdr.Version != handoffVersion {
+		return nil, fmt.Errorf("header version %d, want %d", hdr.Version, handoffVersion)
+	}
+	if len(hdr.FDs) != len(fds) {
+		return nil, fmt.Errorf("header names %d descriptors, %d arrived", len(hdr.FDs), len(fds))
+	}
+	b, err := ParseBackend(hdr.Backend)
+	if err != nil {
+		return nil, err
+	}
+	sp := &space{backend: b, refs: 1, groups: map[int]*sharedGroup{}}
+	h := &Handle{Backend: b, space: sp, groupID: -1, DevID: hdr.DevID}
+	deviceFD := -1
+	fail := func(err error) (*Handle, error) {
+		if h.Device == nil && deviceFD >= 0 {
+			unix.Close(deviceFD)
+		}
+		h.Close()
+		return nil, err
+	}
+	for i, role := range hdr.FDs {
+		fd := fds[i]
+		fds[i] = -1
+		switch role {
+		case "device":
+			deviceFD = fd
+			continue
+		case "container":
+			if sp.container, err = NewContainer(fd, IOMMUType(hdr.IOMMU)); err != nil {
+				return fail(err)
+			}
+			sp.mapper = sp.container
+		case "group":
+			g, err := NewGroup(fd, hdr.Group)
+			if err != nil {
+				return fail(err)
+			}
+			sp.groups[hdr.Group] = &sharedGroup{g: g, refs: 1}
+			h.Group, h.groupID = g, hdr.Group
+		case "iommufd":
+			if sp.iommufd, err = ioasid.NewFD(fd); err != nil {
+				return fail(err)
+			}
+		default:
+			unix.Close(fd)
+			return fail(fmt.Errorf("unknown descriptor role %q", role))
+		}
+	}
+	if deviceFD < 0 {
+		return fail(errors.New("no device descriptor"))
+	}
+	if h.Device, err = NewDevice(deviceFD, hdr.Device); err != nil {
+		return fail(err)
+	}
+	switch {
+	case b == Cdev && sp.iommufd != nil:
+		sp.ioas, err = sp.iommufd.IOASByID(hdr.IOAS)
+	case b == GroupIOMMUFD && sp.iommufd != nil:
+		sp.ioas, err = sp.iommufd.CompatIOAS()
+	case (b == Legacy || b == IOMMUFDCompat) && sp.container != nil:
+	default:
+		err = fmt.Errorf("backend %s arrived without the descriptors it needs (%v)", b, hdr.FDs)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if sp.ioas != nil {
+		sp.mapper = sp.ioas
+	}
+	h.Mapper, h.Container, h.IOMMUFD, h.IOAS = sp.mapper, sp.container, sp.iommufd, sp.ioas
+	return h, nil
+}
