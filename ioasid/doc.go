@@ -8,7 +8,16 @@
 // IOMMUFD_VFIO_CONTAINER.
 //
 // Objects map one to one onto the kernel's: FD (the iommufd), IOAS, HWPT,
-// FaultQueue. Each method names its ioctl. An ioctl the running kernel does
-// not know answers ENOTTY; such calls return an error matching
-// ErrNotSupported that names the Linux version adding it (uapi.Since).
+// FaultQueue, VIOMMU, VDevice, VEventQueue, HWQueue. Each method names its
+// ioctl. Every object keeps one Close contract: the first Close destroys it
+// (IOMMU_DESTROY); a destroy the kernel refuses (EBUSY while in use) leaves
+// it open, so Close can be retried; after a successful Close every use and
+// Close fails with ErrClosed. A borrowed object (CompatIOAS, IOASByID,
+// VIOMMUByID) is not destroyed, but is just as closed. Methods are safe for
+// concurrent use, and Close waits for calls in flight.
+//
+// An ioctl the running kernel does not know answers ENOTTY; such calls
+// return a *vfioerr.NotSupportedError (errors.Is(err, ErrNotSupported))
+// naming the Linux version adding it (uapi.Since). Other failures are a
+// *vfioerr.OpError wrapping the errno.
 package ioasid

@@ -12,15 +12,8 @@ import (
 // every iommufd ioctl must turn that into ErrNotSupported naming the
 // version that added it and the file it went to.
 func TestENOTTYNamesTheKernelVersion(t *testing.T) {
-	raw, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := NewFD(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = fd.ChangeProcess()
+	fd := devNull(t)
+	err := fd.ChangeProcess()
 	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.14") {
 		t.Errorf("ChangeProcess = %v, want ErrNotSupported naming Linux 6.14", err)
 	}
@@ -58,7 +51,7 @@ func devNull(t *testing.T) *FD {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { fd.Close() })
+	t.Cleanup(func() { fd.Close() }) // ErrClosed where the test closed it
 	return fd
 }
 

@@ -104,7 +104,9 @@ func (e *VEventQueue) ID() uint32 { return e.id }
 // Read reads raw event records (a header and its data each, as the vIOMMU
 // type defines them) into buf, waiting at most timeout (0: until one
 // arrives or the queue is closed). It returns the bytes read, 0 on timeout.
-func (e *VEventQueue) Read(buf []byte, timeout time.Duration) (int, error) { return e.q.read(buf, timeout) }
+func (e *VEventQueue) Read(buf []byte, timeout time.Duration) (int, error) {
+	return e.q.read(buf, timeout)
+}
 
 // Close closes the queue's fd and destroys it.
 func (e *VEventQueue) Close() error { return e.close(e.q.close) }

@@ -14,9 +14,9 @@ import (
 // Group is an IOMMU group: the devices the IOMMU cannot isolate from each
 // other, which VFIO hands out together.
 type Group struct {
-	ID       int             `json:"id"`
-	Devices  []string        `json:"devices"`
-	Viable   bool            `json:"viable"`
+	ID       int               `json:"id"`
+	Devices  []string          `json:"devices"`
+	Viable   bool              `json:"viable"`
 	Blockers []vfioerr.Blocker `json:"blockers"` // members whose driver makes it not viable (empty when viable)
 }
 

@@ -1,6 +1,7 @@
 // Package uapi is the one place in vfioctl that knows the Linux VFIO and
 // iommufd ABI: struct layouts, constants and ioctl numbers of
-// include/uapi/linux/vfio.h and include/uapi/linux/iommufd.h. Nothing else.
+// include/uapi/linux/vfio.h and include/uapi/linux/iommufd.h, and one typed
+// function per ioctl that issues it. Nothing else.
 //
 // # Generated, then checked
 //
@@ -25,6 +26,17 @@
 // ABI added after 6.12 (IOMMU_IOAS_MAP_FILE, IOMMU_VIOMMU_ALLOC, ...) is in
 // newer_linux.go, kept by hand, with the kernel version that added each
 // ioctl in Since.
+//
+// # Ioctl helpers
+//
+// zioctl_linux.go (generated too) has one function per ioctl, named for it:
+// IoctlIommuIoasMap issues IOMMU_IOAS_MAP with a *IommuIoasMap. Each fills
+// the struct's size field (argsz or size) itself, and passes its argument
+// to the system call as an unsafe.Pointer: a pointer converted to uintptr
+// before the call expression may point at a stack that has since moved
+// (rule 4 of package unsafe). Variable-size arguments (an info struct
+// followed by its capability chain, SET_IRQS with its data) are a []byte
+// that starts with the header struct. The helpers do not allocate.
 //
 // # Capability chains
 //

@@ -11,13 +11,18 @@ import (
 
 // The helpers fill the size field and reach the kernel: on a file that is
 // not VFIO the kernel answers ENOTTY, which a helper returns as the errno.
-func TestHelpersSetSizeAndReachKernel(t *testing.T) {
+func devNull(t *testing.T) int {
+	t.Helper()
 	f, err := os.Open("/dev/null")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	fd := int(f.Fd())
+	t.Cleanup(func() { f.Close() })
+	return int(f.Fd())
+}
+
+func TestHelpersSetSizeAndReachKernel(t *testing.T) {
+	fd := devNull(t)
 	m := IommuIoasMap{Iova: 0x1000}
 	if err := IoctlIommuIoasMap(fd, &m); !errors.Is(err, unix.ENOTTY) {
 		t.Fatalf("IOMMU_IOAS_MAP on /dev/null = %v, want ENOTTY", err)
@@ -47,12 +52,7 @@ func TestHelpersSetSizeAndReachKernel(t *testing.T) {
 // A struct on the stack goes to the kernel without escaping: the map and
 // unmap hot path allocates nothing, even when the kernel refuses.
 func TestHelpersDoNotAllocate(t *testing.T) {
-	f, err := os.Open("/dev/null")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fd := int(f.Fd())
+	fd := devNull(t)
 	allocs := testing.AllocsPerRun(200, func() {
 		m := IommuIoasMap{Iova: 0x2000, Length: 4096}
 		_ = IoctlIommuIoasMap(fd, &m)

@@ -13,11 +13,33 @@
 // returns the Device with a dma.Mapper for its IOMMU, so callers never ask
 // which kernel they run on.
 //
-// Every object owns its file descriptor and closes it exactly once; using
-// an object after Close fails with an error matching kernel.ErrClosed.
-// Errors name the ioctl and its arguments and wrap the errno; a group that
-// is not viable gives a GroupNotViableError naming the devices that block
-// it. Every constructor that opens a path has a twin taking a pre-opened fd
-// (NewContainer, NewGroup, NewDevice), for fds handed over by a privileged
-// helper.
+// Several devices share one address space through Options.Join: the
+// second and later devices open into the first one's container, compat IOAS
+// or IOAS, with the same Mapper; the shared objects live until the last
+// Handle is closed.
+//
+// # Closing
+//
+// Every object (Container, Group, Device, Eventfd, MMIO, Handle) keeps one
+// contract: the first Close releases it, and a second Close or any later
+// use fails with an error matching ErrClosed. Methods are safe for
+// concurrent use, and a Close waits for calls in flight rather than racing
+// them.
+//
+// # Errors
+//
+// Errors come from package vfioerr: a *vfioerr.OpError names the ioctl,
+// the object and the arguments and wraps the errno (errors.Is(err,
+// unix.EBUSY)); a *vfioerr.GroupNotViableError names the devices that keep
+// a group from being viable; a *vfioerr.NotSupportedError names the Linux
+// version that added a missing feature. ErrClosed, ErrNotSupported and
+// ErrGroupNotViable are the vfioerr sentinels, re-exported.
+//
+// # Descriptors from elsewhere
+//
+// Every constructor that opens a path has a twin taking a pre-opened fd
+// and what the fd cannot tell (NewContainer with its IOMMU model, NewGroup
+// with its number, NewDevice and NewCdev with a name). Handle.Send and
+// Receive hand a whole opened device to another process over a unix
+// socket, so an unprivileged VMM never opens a path.
 package vfio

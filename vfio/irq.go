@@ -19,11 +19,11 @@ import (
 
 // IRQ indexes of vfio-pci.
 const (
-	IntxIRQ = uapi.VFIO_PCI_INTX_IRQ_INDEX
-	MSIIRQ  = uapi.VFIO_PCI_MSI_IRQ_INDEX
-	MSIXIRQ = uapi.VFIO_PCI_MSIX_IRQ_INDEX
+	IntxIRQ  = uapi.VFIO_PCI_INTX_IRQ_INDEX
+	MSIIRQ   = uapi.VFIO_PCI_MSI_IRQ_INDEX
+	MSIXIRQ  = uapi.VFIO_PCI_MSIX_IRQ_INDEX
 	ErrorIRQ = uapi.VFIO_PCI_ERR_IRQ_INDEX // AER errors (PCIe devices)
-	ReqIRQ  = uapi.VFIO_PCI_REQ_IRQ_INDEX
+	ReqIRQ   = uapi.VFIO_PCI_REQ_IRQ_INDEX
 )
 
 // IRQInfo is VFIO_DEVICE_GET_IRQ_INFO.

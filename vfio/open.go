@@ -98,8 +98,8 @@ type Handle struct {
 	space            *space
 	groupID          int
 	rlimitPerProcess bool
-	mu      sync.Mutex
-	closed  bool
+	mu               sync.Mutex
+	closed           bool
 }
 
 // space is an IOMMU context shared by the Handles opened into it, and the

@@ -373,7 +373,9 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	for _, pkg := range spec.Packages {
 		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")
 		bin := filepath.Join(work, name+".test")
-		if err := goBuild(root, "test", "-c", "-o", bin, pkg); err != nil {
+		// checkptr: every unsafe.Pointer conversion in the library and the
+		// tests is checked at run time in the guest, as -race does on the host.
+		if err := goBuild(root, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, pkg); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
@@ -384,7 +386,13 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	}
 	for guest, pkg := range spec.Builds {
 		bin := filepath.Join(work, filepath.Base(guest)+".bin")
-		if err := goBuild(root, "build", "-o", bin, pkg); err != nil {
+		dir, target := root, pkg
+		if fileExists(filepath.Join(root, pkg, "go.mod")) {
+			// A module of its own (an outside program): built there, against
+			// the library through its replace directive.
+			dir, target = filepath.Join(root, pkg), "."
+		}
+		if err := goBuild(dir, "build", "-o", bin, target); err != nil {
 			return err
 		}
 		if err := addFile(a, guest, bin); err != nil {
@@ -414,11 +422,11 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	return w.Flush()
 }
 
-// goBuild runs the go command for the guest: static, no cgo, amd64.
-func goBuild(root string, args ...string) error {
+// goBuild runs the go command for the guest in dir: static, no cgo, amd64.
+func goBuild(dir string, args ...string) error {
 	// go test and go run put their own toolchain first in PATH.
 	cmd := exec.Command("go", args...)
-	cmd.Dir = root
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)

@@ -39,7 +39,7 @@ func TestVM(t *testing.T) {
 					Profile:  p,
 					Packages: guestPackages,
 					TestArgs: args,
-					Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl"},
+					Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl", "bin/vmm": "examples/vmm"},
 					Timeout:  8 * time.Minute,
 				})
 			})

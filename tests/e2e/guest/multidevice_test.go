@@ -2,7 +2,9 @@ package guest
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vfioctl/vfioctl/dma"
@@ -151,4 +153,19 @@ func TestJoinRefusals(t *testing.T) {
 	if open := kernel.Open(); len(open) > 0 {
 		t.Errorf("leaked: %v", open)
 	}
+}
+
+// TestOutsideVMM runs examples/vmm, a program in its own module that
+// imports only the public packages, against both edus: two devices in one
+// IOAS, guest RAM from a memfd, MSI on eventfds, errors matched.
+func TestOutsideVMM(t *testing.T) {
+	if _, err := os.Stat("/bin/vmm"); err != nil {
+		t.Skip("examples/vmm is built into the TestVM boots only")
+	}
+	addrs := eduAddrs(t)
+	out, err := exec.Command("/bin/vmm", addrs[0], addrs[1]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "all checks passed") {
+		t.Fatalf("vmm %s %s: %v\n%s", addrs[0], addrs[1], err, out)
+	}
+	t.Logf("%s", out)
 }
