@@ -41,7 +41,7 @@ func (f *filter) Write(p []byte) (int, error) {
 }
 
 func main() {
-	fmt.Println("booting a QEMU q35 guest with intel-iommu, edu, e1000e and nvme (no KVM needed)...")
+	fmt.Println("booting a QEMU q35 guest with intel-iommu, two edus, e1000e and nvme (no KVM needed)...")
 	res, err := qemu.Boot(context.Background(), qemu.Spec{
 		Kernel:   "legacy",
 		Profile:  "intel",
