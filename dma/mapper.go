@@ -35,7 +35,9 @@ func (r Range) String() string { return fmt.Sprintf("[%#x-%#x]", r.Start, r.Last
 // implement it; Map and Unmap do not allocate.
 type Mapper interface {
 	// Map makes mem visible to the device at iova. mem must be page
-	// aligned and stay mapped in the process until Unmap.
+	// aligned, stay mapped in the process until Unmap, and be memory that
+	// never moves: a Buffer, an mmap, or the Go heap, never a goroutine's
+	// stack.
 	Map(iova uint64, mem []byte, perm Perm) error
 	// Unmap removes the mapping of [iova, iova+size).
 	Unmap(iova, size uint64) error

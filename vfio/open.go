@@ -150,6 +150,10 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 	}
 	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess}
 	sp.mu.Lock()
+	if opts.Join != nil && sp.refs == 0 { // its last Handle closed meanwhile
+		sp.mu.Unlock()
+		return nil, &vfioerr.OpError{Op: "open", Object: bdf, Args: "join", Err: vfioerr.ErrClosed}
+	}
 	sp.refs++
 	var err error
 	switch b {
