@@ -1,7 +1,6 @@
 package vfio
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -116,85 +115,6 @@ func (d *Device) Reset() error {
 	var e *vfioerr.OpError
 	if errors.As(err, &e) && errors.Is(err, unix.EINVAL) && !d.Info().Resettable() {
 		e.Hint = "the device offers no reset method (see reset_method in sysfs)"
-	}
-	return err
-}
-
-// Dependent is a device a PCI hot reset would affect.
-type Dependent struct {
-	Segment  uint16
-	Bus      uint8
-	Devfn    uint8
-	GroupID  uint32 // or, on the cdev path, the iommufd device id
-	DevIDSet bool   // GroupID holds a devid (VFIO_PCI_HOT_RESET_FLAG_DEV_ID)
-}
-
-// Address is the dependent's PCI address.
-func (p Dependent) Address() string {
-	return fmt.Sprintf("%04x:%02x:%02x.%d", p.Segment, p.Bus, p.Devfn>>3, p.Devfn&7)
-}
-
-// HotResetInfo is VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: the devices a bus or
-// slot reset of this device would reset too.
-func (d *Device) HotResetInfo() ([]Dependent, error) {
-	hdr := uint32(unsafe.Sizeof(uapi.VfioPciHotResetInfo{}))
-	elem := uint32(unsafe.Sizeof(uapi.VfioPciDependentDevice{}))
-	size := hdr + 8*elem
-	for try := 0; try < 4; try++ {
-		buf := kernel.HeapBytes(int(size))
-		err := d.do("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", "", func(fd int) error { return uapi.IoctlVfioDeviceGetPciHotResetInfo(fd, buf) })
-		info, derr := uapi.Decode[uapi.VfioPciHotResetInfo](buf)
-		if derr != nil {
-			return nil, derr
-		}
-		if errors.Is(err, unix.ENOSPC) {
-			size = hdr + info.Count*elem
-			continue
-		}
-		if err != nil {
-			err.(*vfioerr.OpError).Hint = hotResetHint(err)
-			return nil, err
-		}
-		if hdr+info.Count*elem > uint32(len(buf)) {
-			return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EOVERFLOW, Hint: fmt.Sprintf("%d devices overflow the buffer", info.Count)}
-		}
-		out := make([]Dependent, info.Count)
-		for i := range out {
-			p, err := uapi.Decode[uapi.VfioPciDependentDevice](buf[hdr+uint32(i)*elem:])
-			if err != nil {
-				return nil, err
-			}
-			out[i] = Dependent{Segment: p.Segment, Bus: p.Bus, Devfn: p.Devfn, GroupID: p.GroupId, DevIDSet: info.Flags&uapi.VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0}
-		}
-		return out, nil
-	}
-	return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EAGAIN, Hint: "the device count kept changing"}
-}
-
-func hotResetHint(err error) string {
-	if errors.Is(err, unix.ENODEV) {
-		return "the device supports no bus or slot reset (it may sit on the root bus)"
-	}
-	return ""
-}
-
-// HotReset is VFIO_DEVICE_PCI_HOT_RESET. On the group path pass the groups
-// of every affected device (ownership proof); on the cdev path pass none:
-// the iommufd proves ownership.
-func (d *Device) HotReset(groups ...*Group) error {
-	hdr := int(unsafe.Sizeof(uapi.VfioPciHotReset{}))
-	buf := kernel.HeapBytes(hdr + 4*len(groups))
-	(*uapi.VfioPciHotReset)(unsafe.Pointer(&buf[0])).Count = uint32(len(groups))
-	for i, g := range groups {
-		fd, err := g.FD()
-		if err != nil {
-			return err
-		}
-		binary.NativeEndian.PutUint32(buf[hdr+4*i:], uint32(int32(fd)))
-	}
-	err := d.do("VFIO_DEVICE_PCI_HOT_RESET", fmt.Sprintf("%d groups", len(groups)), func(fd int) error { return uapi.IoctlVfioDevicePciHotReset(fd, buf) })
-	if err != nil {
-		err.(*vfioerr.OpError).Hint = hotResetHint(err)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -96,7 +97,8 @@ func resetCommand() *cli.Command {
 		Name:  "reset",
 		Usage: "reset a bound device (function-level reset via VFIO; --hot for a PCI bus/slot reset)",
 		UsageText: `vfioctl reset [--hot] [--backend ...] ADDRESS
-   vfioctl reset 0000:00:04.0`,
+   vfioctl reset 0000:00:03.0
+   vfioctl reset --hot 0000:02:00.0      secondary bus reset of the device behind a root port`,
 		Flags: []cli.Flag{backendFlag, &cli.BoolFlag{Name: "hot", Usage: "PCI hot (bus or slot) reset"}},
 		Action: func(c *cli.Context) error {
 			return withDevice(c, func(d *pci.Device, h *vfio.Handle) error { return reset(c, d.Address, h) })
@@ -111,15 +113,14 @@ func reset(c *cli.Context, addr string, h *vfio.Handle) error {
 		if err != nil {
 			return err
 		}
-		if h.Group != nil {
-			err = h.Device.HotReset(h.Group)
-		} else {
-			err = h.Device.HotReset()
-		}
-		if err != nil {
+		if err := h.HotReset(); err != nil {
 			return err
 		}
-		fprintf(c.App.Writer, "%s: hot reset (%d devices affected)\n", addr, len(deps))
+		names := make([]string, len(deps))
+		for i, d := range deps {
+			names[i] = d.Address()
+		}
+		fprintf(c.App.Writer, "%s: hot reset via %s (reset: %s)\n", addr, h.Backend, strings.Join(names, ", "))
 		return nil
 	}
 	if err := h.Device.Reset(); err != nil {

@@ -209,16 +209,9 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		"-chardev", "file,id=con,path=" + console, "-serial", "chardev:con",
 		"-chardev", "stdio,id=res,signal=off", "-serial", "chardev:res",
 	}
-	args = append(args, prof.IOMMU...)
-	args = append(args,
-		"-device", "edu,addr=0x3",
-		"-device", "e1000e,addr=0x4",
-		"-drive", "file="+nvme+",if=none,format=raw,id=nv0",
-		"-device", "nvme,serial=vfioctl0,drive=nv0,addr=0x5",
-		"-device", "edu,addr=0x6", // a second edu, in its own group: several devices, one address space
-
-		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-	)
+	args = append(args, prof.IOMMU...) // before the devices it translates
+	args = append(args, Topology(nvme)...)
+	args = append(args, "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
 	args = append(args, spec.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
@@ -255,6 +248,33 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		res.Err = errors.New("guest stopped before running every command (kernel panic or init crash?)")
 	}
 	return res, nil
+}
+
+// Topology is the guest's PCI devices, shaped as real machines are:
+//
+//	00:03.0, 00:06.0   two edus on the root bus (integrated endpoints),
+//	                   each in its own IOMMU group
+//	00:04.0 -> 01:00.0 an e1000e behind its own PCIe root port
+//	00:05.0 -> 02:00.0 an nvme behind its own PCIe root port
+//	00:07.0 -> 03:01.0, 03:02.0
+//	                   two conventional PCI test devices behind a
+//	                   PCIe-to-PCI bridge, sharing one IOMMU group
+//
+// A device alone behind a root port can be reset by its secondary bus
+// (VFIO's hot reset); the bridge gives a group with several members.
+func Topology(nvmeImage string) []string {
+	return []string{
+		"-device", "edu,addr=0x3",
+		"-device", "pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x4",
+		"-device", "e1000e,bus=rp1",
+		"-device", "pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x5",
+		"-drive", "file=" + nvmeImage + ",if=none,format=raw,id=nv0",
+		"-device", "nvme,serial=vfioctl0,drive=nv0,bus=rp2",
+		"-device", "edu,addr=0x6",
+		"-device", "pcie-pci-bridge,id=br1,addr=0x7",
+		"-device", "pci-testdev,bus=br1,addr=0x1",
+		"-device", "pci-testdev,bus=br1,addr=0x2",
+	}
 }
 
 // NoProgressTimeout is how long a boot may go without a byte from the
