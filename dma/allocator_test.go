@@ -2,6 +2,7 @@ package dma
 
 import (
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -117,4 +118,26 @@ func equalRanges(a, b []Range) bool {
 		}
 	}
 	return true
+}
+
+// PhysAddr reads a real frame number as root and refuses plainly otherwise.
+func TestPhysAddr(t *testing.T) {
+	b, err := Alloc(8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p, err := b.PhysAddr(4100)
+	if os.Geteuid() != 0 {
+		if err == nil {
+			t.Fatalf("PhysAddr as uid %d = %#x, want the CAP_SYS_ADMIN error", os.Geteuid(), p)
+		}
+		return
+	}
+	if err != nil || p == 0 || p%4096 != 4 {
+		t.Fatalf("PhysAddr(4100) = %#x, %v; want an address 4 bytes into its page", p, err)
+	}
+	if _, err := b.PhysAddr(8192); err == nil {
+		t.Fatal("PhysAddr past the end succeeded")
+	}
 }

@@ -27,6 +27,9 @@ var (
 	ErrNoRecord     = errors.New("no record of a previous driver (it was not bound by vfioctl)")
 	ErrNotViable    = vfioerr.ErrGroupNotViable // matched by *vfioerr.GroupNotViableError
 	ErrBusy         = errors.New("device nodes are open")
+	// ErrNoIOMMU: the device has no IOMMU and binding would put it in
+	// VFIO's no-IOMMU mode, which BindOptions.NoIOMMU must ask for.
+	ErrNoIOMMU = errors.New("no IOMMU: binding would use VFIO's unsafe no-IOMMU mode (no isolation, taints the kernel)")
 )
 
 // BusyError names the processes holding a device's VFIO nodes open.
@@ -57,6 +60,10 @@ type BindOptions struct {
 	Group   bool          // bind every other member of the IOMMU group too
 	Force   bool          // take devices from their drivers even when in use
 	Timeout time.Duration // for the device nodes to appear (default 5 s)
+	// NoIOMMU allows binding a device that has no IOMMU, in VFIO's unsafe
+	// no-IOMMU mode: the device can then DMA anywhere in memory and the
+	// kernel is tainted. Without it such a bind fails with ErrNoIOMMU.
+	NoIOMMU bool
 }
 
 // Bound is one device Bind moved to vfio-pci.
@@ -94,7 +101,10 @@ func Bind(addr string, opts BindOptions) ([]Bound, error) {
 		// Some IOMMUs (virtio-iommu) attach a device, and so give it a
 		// group, only when a driver probes it: go on if one is registered,
 		// and check the group once it exists (below).
-		if !iommuPresent() {
+		switch {
+		case !iommuPresent() && sysfs.NoIOMMUEnabled() && !opts.NoIOMMU:
+			return nil, fmt.Errorf("pci: %s: %w", d.Address, ErrNoIOMMU)
+		case !iommuPresent() && !sysfs.NoIOMMUEnabled():
 			return nil, fmt.Errorf("pci: %s has no IOMMU group and no IOMMU is registered: enable it (intel_iommu=on on Intel; check `vfioctl doctor`)", d.Address)
 		}
 	} else {
@@ -217,7 +227,7 @@ func bindOne(d *Device, timeout time.Duration) (Bound, error) {
 	if err != nil {
 		return b, err
 	}
-	b.GroupNode = "/dev/vfio/" + strconv.Itoa(grp)
+	b.GroupNode = sysfs.GroupNode(grp)
 	deadline := time.Now().Add(timeout)
 	for {
 		_, gerr := os.Stat(b.GroupNode)
@@ -231,7 +241,16 @@ func bindOne(d *Device, timeout time.Duration) (Bound, error) {
 			return b, nil
 		}
 		if time.Now().After(deadline) {
-			return b, fmt.Errorf("pci: %s bound, but %s did not appear within %s (is devtmpfs/udev running?)", d.Address, b.GroupNode, timeout)
+			var have []string
+			ents, _ := os.ReadDir("/dev/vfio")
+			for _, e := range ents {
+				have = append(have, e.Name())
+			}
+			missing := b.GroupNode
+			if gerr == nil {
+				missing = b.Cdev
+			}
+			return b, fmt.Errorf("pci: %s bound, but %s did not appear within %s (/dev/vfio holds %v; is devtmpfs/udev running?)", d.Address, missing, timeout, have)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

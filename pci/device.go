@@ -35,6 +35,7 @@ type Device struct {
 	BlockDevs    []string `json:"block_devices,omitempty"`
 	VFIOGroup    string   `json:"vfio_group_node,omitempty"` // /dev/vfio/N when bound to vfio-pci
 	VFIOCdev     string   `json:"vfio_cdev,omitempty"`       // /dev/vfio/devices/vfioN
+	NoIOMMU      bool     `json:"noiommu,omitempty"`         // in a group VFIO made in no-IOMMU mode
 }
 
 // ErrNoDevice is returned for an address with no device.
@@ -88,6 +89,7 @@ func read(addr string, ids *idDB) (*Device, error) {
 	}
 	if g, err := sysfs.DeviceGroup(addr); err == nil {
 		d.IOMMUGroup = g
+		d.NoIOMMU = sysfs.NoIOMMUGroup(g)
 	}
 	if n, err := strconv.Atoi(readStr(dir, "numa_node")); err == nil {
 		d.NUMANode = n
@@ -111,7 +113,7 @@ func read(addr string, ids *idDB) (*Device, error) {
 	d.ClassName = ids.className(d.Class)
 	d.Modules = modulesFor(readStr(dir, "modalias"))
 	if d.Driver == "vfio-pci" && d.IOMMUGroup >= 0 {
-		d.VFIOGroup = fmt.Sprintf("/dev/vfio/%d", d.IOMMUGroup)
+		d.VFIOGroup = sysfs.GroupNode(d.IOMMUGroup)
 	}
 	if c := sysfs.DeviceCdev(addr); c != "" {
 		d.VFIOCdev = "/dev/vfio/devices/" + c

@@ -26,6 +26,10 @@ func CdevPath(bdf string) (string, error) {
 	if drv := sysfs.Driver(bdf); !sysfs.IsVFIODriver(drv) {
 		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "the device is bound to " + driverName(drv) + ", not vfio-pci"}
 	}
+	if n, err := sysfs.DeviceGroup(bdf); err == nil && sysfs.NoIOMMUGroup(n) {
+		return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for the no-IOMMU device " + bdf,
+			Reason: "this kernel gives no-IOMMU devices no cdev: use a group backend"}
+	}
 	return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for " + bdf, Version: "6.6",
 		Reason: "the device is on vfio-pci but has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV"}
 }

@@ -21,8 +21,9 @@ type Group struct {
 	id int
 }
 
-// GroupPath is the device node of group n.
-func GroupPath(n int) string { return fmt.Sprintf("/dev/vfio/%d", n) }
+// GroupPath is the device node of group n: /dev/vfio/N, or
+// /dev/vfio/noiommu-N for a group in no-IOMMU mode.
+func GroupPath(n int) string { return sysfs.GroupNode(n) }
 
 // OpenGroup opens /dev/vfio/N.
 func OpenGroup(n int) (*Group, error) {

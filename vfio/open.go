@@ -70,6 +70,12 @@ type Options struct {
 	// process that maps them, not of its user: the mode for handing the
 	// Handle to a VMM process (Send). It needs CAP_SYS_RESOURCE.
 	RlimitPerProcess bool
+	// NoIOMMU allows opening a device VFIO put in a no-IOMMU group
+	// (vfio.enable_unsafe_noiommu_mode): there is no translation, so the
+	// Handle has no Mapper and the device DMAs to physical addresses
+	// (dma.Buffer.PhysAddr); there is no isolation either. It needs
+	// CAP_SYS_RAWIO. Without it such a device is refused.
+	NoIOMMU bool
 }
 
 // Handle is an opened device with the Mapper that programs its IOMMU. The
@@ -94,6 +100,9 @@ type Handle struct {
 	IOMMUFD   *ioasid.FD
 	IOAS      *ioasid.IOAS
 	DevID     uint32 // iommufd device id (Cdev)
+	// NoIOMMU: the device is in VFIO's no-IOMMU mode; Mapper is nil and
+	// DMA goes to physical addresses.
+	NoIOMMU bool
 
 	space            *space
 	groupID          int
@@ -145,10 +154,21 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 	} else if b == Auto {
 		b = bestBackend(bdf)
 	}
+	noIOMMU := false
+	if n, err := sysfs.DeviceGroup(bdf); err == nil && sysfs.NoIOMMUGroup(n) {
+		if !opts.NoIOMMU {
+			return nil, &vfioerr.OpError{Op: "open", Object: bdf, Err: vfioerr.ErrNotSupported,
+				Hint: "the device has no IOMMU (VFIO no-IOMMU mode: no isolation, no translation); set Options.NoIOMMU to use it anyway"}
+		}
+		noIOMMU = true
+		if opts.Backend == Auto && opts.Join == nil {
+			b = Legacy // the one container every kernel with no-IOMMU mode has
+		}
+	}
 	if sp == nil {
 		sp = &space{backend: b, groups: map[int]*sharedGroup{}}
 	}
-	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess}
+	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess, NoIOMMU: noIOMMU}
 	sp.mu.Lock()
 	if opts.Join != nil && sp.refs == 0 { // its last Handle closed meanwhile
 		sp.mu.Unlock()
@@ -257,10 +277,12 @@ func (h *Handle) openCdev(bdf string) error {
 		if sp.iommufd, err = h.openIOMMUFD(); err != nil {
 			return err
 		}
-		if sp.ioas, err = sp.iommufd.AllocIOAS(); err != nil {
-			return err
+		if !h.NoIOMMU {
+			if sp.ioas, err = sp.iommufd.AllocIOAS(); err != nil {
+				return err
+			}
+			sp.mapper = sp.ioas
 		}
-		sp.mapper = sp.ioas
 	}
 	if h.Device, err = OpenCdev(path); err != nil {
 		return err
@@ -268,6 +290,9 @@ func (h *Handle) openCdev(bdf string) error {
 	h.Device.name = bdf
 	if h.DevID, err = h.Device.BindIOMMUFD(sp.iommufd); err != nil {
 		return err
+	}
+	if h.NoIOMMU {
+		return nil // nothing to attach: there is no IOMMU
 	}
 	// Closing the device fd detaches it.
 	_, err = h.Device.AttachPT(sp.ioas.ID())
@@ -331,7 +356,7 @@ func (h *Handle) openGroupIOMMUFD(bdf string) error {
 	if h.Device, err = h.Group.Device(bdf); err != nil {
 		return err
 	}
-	if sp.ioas == nil {
+	if sp.ioas == nil && !h.NoIOMMU {
 		if sp.ioas, err = sp.iommufd.CompatIOAS(); err != nil {
 			return err
 		}
@@ -352,10 +377,15 @@ func (h *Handle) openContainer(bdf, path string, t IOMMUType) error {
 		return err
 	}
 	if sp.container.IOMMU() == 0 {
+		if h.NoIOMMU {
+			t = NoIOMMU
+		}
 		if err := sp.container.SetIOMMU(t); err != nil {
 			return err
 		}
-		sp.mapper = sp.container
+		if !h.NoIOMMU {
+			sp.mapper = sp.container
+		}
 	}
 	h.Device, err = h.Group.Device(bdf)
 	return err

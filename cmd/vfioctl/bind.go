@@ -20,11 +20,13 @@ func bindCommand() *cli.Command {
 
 Refuses (exit 3) when the IOMMU group would not be viable, when a NIC is up
 with addresses or routes, or a disk is mounted, in swap or held; --force
-takes the device anyway. The previous driver is recorded for restore.`,
+takes the device anyway. A device with no IOMMU is refused unless
+--noiommu asks for VFIO's unsafe no-IOMMU mode. The previous driver is recorded for restore.`,
 		Flags: []cli.Flag{
 			jsonFlag,
 			&cli.BoolFlag{Name: "group", Usage: "also bind the other devices of the IOMMU group"},
 			&cli.BoolFlag{Name: "force", Usage: "take devices from their drivers even while in use"},
+			&cli.BoolFlag{Name: "noiommu", Usage: "bind a device that has no IOMMU, in VFIO's unsafe no-IOMMU mode (no isolation; taints the kernel)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "how long to wait for /dev/vfio nodes"},
 		},
 		Action: func(c *cli.Context) error {
@@ -32,7 +34,7 @@ takes the device anyway. The previous driver is recorded for restore.`,
 			if err != nil {
 				return err
 			}
-			bound, err := pci.Bind(d.Address, pci.BindOptions{Group: c.Bool("group"), Force: c.Bool("force"), Timeout: c.Duration("timeout")})
+			bound, err := pci.Bind(d.Address, pci.BindOptions{Group: c.Bool("group"), Force: c.Bool("force"), NoIOMMU: c.Bool("noiommu"), Timeout: c.Duration("timeout")})
 			if err != nil {
 				return bindFailure{err}
 			}

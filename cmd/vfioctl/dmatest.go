@@ -11,6 +11,7 @@ import (
 	"github.com/vfioctl/vfioctl/internal/edu"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 type dmaReport struct {
@@ -44,6 +45,9 @@ func dmaTestCommand() *cli.Command {
 // dmaTest maps a buffer through h's Mapper and, for edu, DMAs through it.
 func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	var err error
+	if h.NoIOMMU {
+		return &vfioerr.NotSupportedError{Feature: "dma-test on " + d.Address, Reason: "the device is in no-IOMMU mode: there is no IOMMU to map through"}
+	}
 	rep := dmaReport{Address: d.Address, Backend: h.Backend.String()}
 	if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
 		return err

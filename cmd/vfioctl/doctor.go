@@ -38,9 +38,14 @@ func doctorChecks() []check {
 	add := func(name, status, detail, fix string) { out = append(out, check{name, status, detail, fix}) }
 
 	iommus, _ := filepath.Glob("/sys/class/iommu/*")
-	if len(iommus) == 0 {
+	noIOMMU := readTrim("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode") == "Y"
+	switch {
+	case len(iommus) == 0 && noIOMMU:
+		add("IOMMU enabled", "warn", "no IOMMU; VFIO's unsafe no-IOMMU mode is on (vfio.enable_unsafe_noiommu_mode=1): devices can be bound only with bind --noiommu, get no isolation and taint the kernel",
+			"enable VT-d/AMD-Vi and boot with intel_iommu=on (Intel); in a VM add a vIOMMU")
+	case len(iommus) == 0:
 		add("IOMMU enabled", "fail", "no IOMMU registered in /sys/class/iommu", "enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on (Intel) or iommu=pt; in a VM add a vIOMMU")
-	} else {
+	default:
 		var names []string
 		for _, i := range iommus {
 			names = append(names, filepath.Base(i))

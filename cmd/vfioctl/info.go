@@ -28,7 +28,8 @@ func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) err
 	if d.Driver != pci.VFIODriver {
 		return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", d.Address, pci.ErrNotBound, orDash(d.Driver), d.Address)
 	}
-	h, err := vfio.Open(d.Address, &vfio.Options{Backend: b})
+	// A device in a no-IOMMU group was bound with --noiommu on purpose.
+	h, err := vfio.Open(d.Address, &vfio.Options{Backend: b, NoIOMMU: d.NoIOMMU})
 	if err != nil {
 		return err
 	}

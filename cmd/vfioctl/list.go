@@ -45,6 +45,9 @@ func listCommand() *cli.Command {
 					if d.IOMMUGroup >= 0 {
 						grp = strconv.Itoa(d.IOMMUGroup)
 					}
+					if d.NoIOMMU {
+						grp = "noiommu-" + grp
+					}
 					fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Address, d.ID(), d.ClassName, clipName(d.Name()), orDash(d.Driver), grp)
 				}
 			})

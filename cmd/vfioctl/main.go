@@ -56,6 +56,8 @@ func advice(err error) string {
 	switch {
 	case errors.As(err, &unsafeErr):
 		return "use --force to do it anyway"
+	case errors.Is(err, pci.ErrNoIOMMU):
+		return "bind --noiommu accepts that"
 	case errors.As(err, &nv) && errors.Is(err, errBind):
 		return "bind the whole group with --group, or unbind the devices named"
 	case errors.As(err, &nv):
@@ -131,7 +133,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, pci.ErrNoDevice):
 		return exitUsage
-	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable):
+	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
 		return exitRefused
 	case errors.Is(err, vfioerr.ErrNotSupported):
 		return exitUnsupported

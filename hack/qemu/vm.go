@@ -25,6 +25,8 @@ type Profile struct {
 	IOMMU   []string // QEMU arguments placing the vIOMMU (before the devices)
 	Machine string
 	Cmdline string
+	// EduOptions are appended to each edu's -device options.
+	EduOptions string
 }
 
 // Profiles are the vIOMMUs the e2e suite runs under.
@@ -47,9 +49,19 @@ var Profiles = map[string]Profile{
 		// virtio-iommu has no interrupt remapping: VFIO refuses it unless told.
 		Cmdline: "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1",
 	},
+	// No vIOMMU at all, and VFIO's unsafe no-IOMMU mode on: devices DMA to
+	// physical addresses, so edu may address all of memory (its default
+	// mask is 28 bits, and user pages come from the top of the guest's).
+	"noiommu": {
+		Name:       "noiommu",
+		Machine:    "q35",
+		Cmdline:    "vfio.enable_unsafe_noiommu_mode=1",
+		EduOptions: ",dma_mask=0xffffffffffffffff",
+	},
 }
 
-// ProfileNames lists the profiles in a stable order.
+// ProfileNames lists the vIOMMU profiles every guest test runs under, in a
+// stable order (noiommu has a boot of its own).
 var ProfileNames = []string{"intel", "amd", "virtio"}
 
 // KernelVariants are the guest kernels hack/qemu/kernel.sh builds.
@@ -210,7 +222,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		"-chardev", "stdio,id=res,signal=off", "-serial", "chardev:res",
 	}
 	args = append(args, prof.IOMMU...) // before the devices it translates
-	args = append(args, Topology(nvme)...)
+	args = append(args, Topology(nvme, prof.EduOptions)...)
 	args = append(args, "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
 	args = append(args, spec.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
@@ -265,15 +277,15 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 // root ports run at 2.5 GT/s: above 5 GT/s Linux waits after a bus reset
 // for the link to report active, which QEMU's ports never do, and gives
 // up (ENOTTY).
-func Topology(nvmeImage string) []string {
+func Topology(nvmeImage, eduOptions string) []string {
 	return []string{
-		"-device", "edu,addr=0x3",
+		"-device", "edu,addr=0x3" + eduOptions,
 		"-device", "pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x4,x-speed=2_5,x-width=1",
 		"-device", "e1000e,bus=rp1",
 		"-device", "pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x5,x-speed=2_5,x-width=1",
 		"-drive", "file=" + nvmeImage + ",if=none,format=raw,id=nv0",
 		"-device", "nvme,serial=vfioctl0,drive=nv0,bus=rp2",
-		"-device", "edu,addr=0x6",
+		"-device", "edu,addr=0x6" + eduOptions,
 		"-device", "pcie-pci-bridge,id=br1,addr=0x7",
 		"-device", "pci-testdev,bus=br1,addr=0x1",
 		"-device", "pci-testdev,bus=br1,addr=0x2",

@@ -91,11 +91,38 @@ func DeviceGroup(bdf string) (int, error) {
 }
 
 // DeviceCdev is the name of a device's VFIO char device (vfioN) under
-// /dev/vfio/devices, or "" when it has none.
+// /dev/vfio/devices, or "" when it has none. A vfio-dev entry without a
+// device number (a no-IOMMU device on Linux 6.12) has no node.
 func DeviceCdev(bdf string) string {
-	ents, err := os.ReadDir(filepath.Join(Root, "bus", "pci", "devices", bdf, "vfio-dev"))
+	dir := filepath.Join(Root, "bus", "pci", "devices", bdf, "vfio-dev")
+	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		return ""
 	}
+	if _, err := os.Stat(filepath.Join(dir, ents[0].Name(), "dev")); err != nil {
+		return ""
+	}
 	return ents[0].Name()
+}
+
+// GroupNode is the VFIO device node of IOMMU group n: /dev/vfio/N, or
+// /dev/vfio/noiommu-N for a group VFIO made in no-IOMMU mode.
+func GroupNode(n int) string {
+	if NoIOMMUGroup(n) {
+		return "/dev/vfio/noiommu-" + strconv.Itoa(n)
+	}
+	return "/dev/vfio/" + strconv.Itoa(n)
+}
+
+// NoIOMMUGroup reports whether group n is one VFIO made for a device with
+// no IOMMU (vfio.enable_unsafe_noiommu_mode): its name is vfio-noiommu.
+func NoIOMMUGroup(n int) bool {
+	b, err := os.ReadFile(filepath.Join(Root, "kernel", "iommu_groups", strconv.Itoa(n), "name"))
+	return err == nil && strings.TrimSpace(string(b)) == "vfio-noiommu"
+}
+
+// NoIOMMUEnabled reports whether VFIO's unsafe no-IOMMU mode is on.
+func NoIOMMUEnabled() bool {
+	b, err := os.ReadFile(filepath.Join(Root, "module", "vfio", "parameters", "enable_unsafe_noiommu_mode"))
+	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }

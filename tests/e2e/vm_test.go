@@ -45,6 +45,20 @@ func TestVM(t *testing.T) {
 			})
 		}
 	}
+	// No vIOMMU, VFIO's no-IOMMU mode on: both kernels.
+	for _, k := range list("VFIOCTL_E2E_KERNELS", qemu.KernelVariants) {
+		t.Run(k+"/noiommu", func(t *testing.T) {
+			qemu.Run(t, qemu.Spec{
+				Kernel:   k,
+				Profile:  "noiommu",
+				Packages: []string{"./tests/e2e/guest"},
+				TestArgs: []string{"-test.run=^TestNoIOMMU$"},
+				Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl"},
+				Env:      []string{"VFIOCTL_EXPECT_NOIOMMU=1"},
+				Timeout:  3 * time.Minute,
+			})
+		})
+	}
 	// virtio-iommu without the allow_unsafe_interrupts parameters: every
 	// mode must be refused, saying why.
 	t.Run("legacy/virtio-no-unsafe-interrupts", func(t *testing.T) {
