@@ -31,6 +31,7 @@ type Device struct {
 	ResetMethods []string `json:"reset_methods,omitempty"`
 	PhysFn       string   `json:"physfn,omitempty"` // the PF of a VF
 	VirtFns      []string `json:"virtfns,omitempty"`
+	TotalVFs     int      `json:"sriov_totalvfs,omitempty"` // VFs an SR-IOV PF can have
 	Netdevs      []string `json:"netdevs,omitempty"`
 	BlockDevs    []string `json:"block_devices,omitempty"`
 	VFIOGroup    string   `json:"vfio_group_node,omitempty"` // /dev/vfio/N when bound to vfio-pci
@@ -101,6 +102,7 @@ func read(addr string, ids *idDB) (*Device, error) {
 	if l, err := os.Readlink(filepath.Join(dir, "physfn")); err == nil {
 		d.PhysFn = filepath.Base(l)
 	}
+	d.TotalVFs, _ = strconv.Atoi(readStr(dir, "sriov_totalvfs"))
 	vfs, _ := filepath.Glob(filepath.Join(dir, "virtfn*"))
 	for _, v := range vfs {
 		if l, err := os.Readlink(v); err == nil {

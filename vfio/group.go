@@ -146,19 +146,25 @@ func (g *Group) UnsetContainer() error {
 // Device is VFIO_GROUP_GET_DEVICE_FD: opens the device named (for PCI, its
 // address such as 0000:00:03.0). The group must have a container with an
 // IOMMU set.
-func (g *Group) Device(name string) (*Device, error) {
+func (g *Group) Device(name string) (*Device, error) { return g.device(name, name) }
+
+// device issues GET_DEVICE_FD with arg: the name, and for a VF its token.
+func (g *Group) device(name, arg string) (*Device, error) {
 	if name == "" || strings.ContainsRune(name, 0) || len(name) > 64 {
 		return nil, &vfioerr.OpError{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: fmt.Sprintf("%q", name), Err: unix.EINVAL, Hint: "not a device name"}
 	}
 	var raw int
 	err := g.do("VFIO_GROUP_GET_DEVICE_FD", name, func(fd int) (err error) {
-		raw, err = uapi.IoctlVfioGroupGetDeviceFd(fd, name)
+		raw, err = uapi.IoctlVfioGroupGetDeviceFd(fd, arg)
 		return err
 	})
 	var e *vfioerr.OpError
 	if errors.As(err, &e) {
 		if errors.Is(err, unix.EPERM) {
 			e.Hint = unsafeInterruptsHint()
+		}
+		if errors.Is(err, unix.EACCES) {
+			e.Hint = vfTokenHint(name, arg != name)
 		}
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
 			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {

@@ -76,6 +76,11 @@ type Options struct {
 	// (dma.Buffer.PhysAddr); there is no isolation either. It needs
 	// CAP_SYS_RAWIO. Without it such a device is refused.
 	NoIOMMU bool
+	// VFToken opens a virtual function whose physical function is on
+	// vfio-pci: the token the PF's user set (Device.SetVFToken). The group
+	// path presents it to GET_DEVICE_FD; the cdev path of Linux 6.12 takes
+	// no token and checks none.
+	VFToken *VFToken
 }
 
 // Handle is an opened device with the Mapper that programs its IOMMU. The
@@ -107,6 +112,7 @@ type Handle struct {
 	space            *space
 	groupID          int
 	rlimitPerProcess bool
+	vfToken          *VFToken
 	mu               sync.Mutex
 	closed           bool
 }
@@ -168,7 +174,7 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 	if sp == nil {
 		sp = &space{backend: b, groups: map[int]*sharedGroup{}}
 	}
-	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess, NoIOMMU: noIOMMU}
+	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess, NoIOMMU: noIOMMU, vfToken: opts.VFToken}
 	sp.mu.Lock()
 	if opts.Join != nil && sp.refs == 0 { // its last Handle closed meanwhile
 		sp.mu.Unlock()
@@ -353,7 +359,7 @@ func (h *Handle) openGroupIOMMUFD(bdf string) error {
 	if err := h.openGroup(bdf, sp.iommufd); err != nil {
 		return err
 	}
-	if h.Device, err = h.Group.Device(bdf); err != nil {
+	if h.Device, err = h.groupDevice(bdf); err != nil {
 		return err
 	}
 	if sp.ioas == nil && !h.NoIOMMU {
@@ -387,6 +393,13 @@ func (h *Handle) openContainer(bdf, path string, t IOMMUType) error {
 			sp.mapper = sp.container
 		}
 	}
-	h.Device, err = h.Group.Device(bdf)
+	h.Device, err = h.groupDevice(bdf)
 	return err
+}
+
+func (h *Handle) groupDevice(bdf string) (*Device, error) {
+	if h.vfToken != nil {
+		return h.Group.DeviceWithVFToken(bdf, *h.vfToken)
+	}
+	return h.Group.Device(bdf)
 }

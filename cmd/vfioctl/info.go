@@ -29,7 +29,15 @@ func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) err
 		return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", d.Address, pci.ErrNotBound, orDash(d.Driver), d.Address)
 	}
 	// A device in a no-IOMMU group was bound with --noiommu on purpose.
-	h, err := vfio.Open(d.Address, &vfio.Options{Backend: b, NoIOMMU: d.NoIOMMU})
+	opts := &vfio.Options{Backend: b, NoIOMMU: d.NoIOMMU}
+	if s := c.String("vf-token"); s != "" {
+		t, err := vfio.ParseVFToken(s)
+		if err != nil {
+			return usageError{err}
+		}
+		opts.VFToken = &t
+	}
+	h, err := vfio.Open(d.Address, opts)
 	if err != nil {
 		return err
 	}
@@ -64,6 +72,9 @@ type deviceInfo struct {
 	IRQs         []irqInfo    `json:"irqs"`
 	ResetMethods []string     `json:"reset_methods"`
 	Capabilities []string     `json:"pci_capabilities"`
+	PhysFn       string       `json:"physfn,omitempty"`         // the SR-IOV PF of a VF
+	VirtFns      []string     `json:"virtfns,omitempty"`        // the enabled VFs of a PF
+	TotalVFs     int          `json:"sriov_totalvfs,omitempty"` // how many VFs a PF can have
 }
 
 var regionNames = []string{"BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "config", "VGA"}
@@ -88,9 +99,10 @@ func infoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "info",
 		Usage: "show a bound device's regions (with capabilities), IRQs and reset methods, read through VFIO",
-		UsageText: `vfioctl info [--backend auto|cdev|group-iommufd|iommufd-compat|legacy] [--json] ADDRESS
-   vfioctl info 0000:00:03.0`,
-		Flags: []cli.Flag{jsonFlag, backendFlag},
+		UsageText: `vfioctl info [--backend auto|cdev|group-iommufd|iommufd-compat|legacy] [--vf-token UUID] [--json] ADDRESS
+   vfioctl info 0000:00:03.0
+   vfioctl info 0000:04:00.1 --vf-token bd8d9d2b-5a5f-4f5a-a211-f591514ba1f3   a VF of a PF on vfio-pci`,
+		Flags: []cli.Flag{jsonFlag, backendFlag, &cli.StringFlag{Name: "vf-token", Usage: "the VF token the user of the SR-IOV physical function set, to open one of its VFs"}},
 		Action: func(c *cli.Context) error {
 			return withDevice(c, func(d *pci.Device, h *vfio.Handle) error {
 				info, err := collectInfo(d, h)
@@ -106,6 +118,7 @@ func infoCommand() *cli.Command {
 func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 	d := h.Device
 	out := &deviceInfo{Address: d.Name(), Backend: h.Backend.String(), ResetMethods: pd.ResetMethods,
+		PhysFn: pd.PhysFn, VirtFns: pd.VirtFns, TotalVFs: pd.TotalVFs,
 		Flags: flagNames(d.Info().Flags, map[uint32]string{uapi.VFIO_DEVICE_FLAGS_RESET: "reset", uapi.VFIO_DEVICE_FLAGS_PCI: "pci", uapi.VFIO_DEVICE_FLAGS_CAPS: "caps"})}
 	regs, err := d.Regions()
 	if err != nil {
@@ -148,7 +161,14 @@ func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 }
 
 func printInfo(w io.Writer, in *deviceInfo) {
-	fprintf(w, "device %s via %s: flags %s; reset methods %s; capabilities %s\n\n", in.Address, in.Backend, join(in.Flags), join(in.ResetMethods), join(in.Capabilities))
+	fprintf(w, "device %s via %s: flags %s; reset methods %s; capabilities %s\n", in.Address, in.Backend, join(in.Flags), join(in.ResetMethods), join(in.Capabilities))
+	if in.PhysFn != "" {
+		fprintf(w, "SR-IOV: virtual function of %s\n", in.PhysFn)
+	}
+	if in.TotalVFs > 0 {
+		fprintf(w, "SR-IOV: physical function, %d of %d VFs enabled: %s\n", len(in.VirtFns), in.TotalVFs, join(in.VirtFns))
+	}
+	fprintf(w, "\n")
 	fprintf(w, "REGION\tSIZE\tOFFSET\tFLAGS\tCAPS\n")
 	for _, r := range in.Regions {
 		caps := ""

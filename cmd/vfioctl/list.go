@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -48,7 +49,14 @@ func listCommand() *cli.Command {
 					if d.NoIOMMU {
 						grp = "noiommu-" + grp
 					}
-					fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Address, d.ID(), d.ClassName, clipName(d.Name()), orDash(d.Driver), grp)
+					name := clipName(d.Name())
+					switch {
+					case d.PhysFn != "":
+						name += " [VF of " + d.PhysFn + "]"
+					case d.TotalVFs > 0:
+						name += fmt.Sprintf(" [PF, %d/%d VFs]", len(d.VirtFns), d.TotalVFs)
+					}
+					fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Address, d.ID(), d.ClassName, name, orDash(d.Driver), grp)
 				}
 			})
 		},

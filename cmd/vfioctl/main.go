@@ -96,7 +96,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), doctorCommand(), completionCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), doctorCommand(), completionCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {

@@ -27,6 +27,10 @@ type Profile struct {
 	Cmdline string
 	// EduOptions are appended to each edu's -device options.
 	EduOptions string
+	// NVMeOnRootBus keeps the nvme controllers on the root bus: measured
+	// with QEMU 7.2, an nvme behind a PCIe root port under amd-iommu never
+	// finishes its probe and the guest never reaches init.
+	NVMeOnRootBus bool
 }
 
 // Profiles are the vIOMMUs the e2e suite runs under.
@@ -38,9 +42,10 @@ var Profiles = map[string]Profile{
 		Cmdline: "intel_iommu=on",
 	},
 	"amd": {
-		Name:    "amd",
-		Machine: "q35,kernel-irqchip=split",
-		IOMMU:   []string{"-device", "amd-iommu,intremap=on"},
+		Name:          "amd",
+		Machine:       "q35,kernel-irqchip=split",
+		IOMMU:         []string{"-device", "amd-iommu,intremap=on"},
+		NVMeOnRootBus: true,
 	},
 	"virtio": {
 		Name:    "virtio",
@@ -196,6 +201,13 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err := os.Truncate(nvme, 64<<20); err != nil {
 		return nil, err
 	}
+	sriov := filepath.Join(work, "nvme-sriov.img")
+	if err := os.WriteFile(sriov, nil, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(sriov, 16<<20); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(ArtifactDir(), 0o755); err != nil {
 		return nil, err
 	}
@@ -207,7 +219,8 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if l := os.Getenv("VFIOCTL_LOGLEVEL"); l != "" {
 		loglevel = l
 	}
-	cmdline := "console=ttyS0 panic=-1 oops=panic loglevel=" + loglevel
+	// vfio_pci.enable_sriov: a PF on vfio-pci may enable its VFs.
+	cmdline := "console=ttyS0 panic=-1 oops=panic vfio_pci.enable_sriov=1 loglevel=" + loglevel
 	if !spec.OmitProfileCmdline && prof.Cmdline != "" {
 		cmdline += " " + prof.Cmdline
 	}
@@ -222,7 +235,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		"-chardev", "stdio,id=res,signal=off", "-serial", "chardev:res",
 	}
 	args = append(args, prof.IOMMU...) // before the devices it translates
-	args = append(args, Topology(nvme, prof.EduOptions)...)
+	args = append(args, Topology(nvme, sriov, prof)...)
 	args = append(args, "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
 	args = append(args, spec.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
@@ -271,25 +284,44 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 //	00:07.0 -> 03:01.0, 03:02.0
 //	                   two conventional PCI test devices behind a
 //	                   PCIe-to-PCI bridge, sharing one IOMMU group
+//	00:08.0 -> 04:00.0 an nvme with SR-IOV (two VFs) behind a root port
 //
 // A device alone behind a root port can be reset by its secondary bus
 // (VFIO's hot reset); the bridge gives a group with several members. The
 // root ports run at 2.5 GT/s: above 5 GT/s Linux waits after a bus reset
 // for the link to report active, which QEMU's ports never do, and gives
-// up (ENOTTY).
-func Topology(nvmeImage, eduOptions string) []string {
-	return []string{
-		"-device", "edu,addr=0x3" + eduOptions,
-		"-device", "pcie-root-port,id=rp1,chassis=1,slot=1,addr=0x4,x-speed=2_5,x-width=1",
-		"-device", "e1000e,bus=rp1",
-		"-device", "pcie-root-port,id=rp2,chassis=2,slot=2,addr=0x5,x-speed=2_5,x-width=1",
-		"-drive", "file=" + nvmeImage + ",if=none,format=raw,id=nv0",
-		"-device", "nvme,serial=vfioctl0,drive=nv0,bus=rp2",
-		"-device", "edu,addr=0x6" + eduOptions,
+// up (ENOTTY). With NVMeOnRootBus the two nvmes sit at 00:05.0 and 00:08.0.
+func Topology(nvmeImage, sriovImage string, p Profile) []string {
+	port := func(id, chassis, addr string) []string {
+		return []string{"-device", "pcie-root-port,id=" + id + ",chassis=" + chassis + ",slot=" + chassis + ",addr=" + addr + ",x-speed=2_5,x-width=1"}
+	}
+	nvmeAt := func(rp, chassis, addr string) (ports []string, where string) {
+		if p.NVMeOnRootBus {
+			return nil, "addr=" + addr
+		}
+		return port(rp, chassis, addr), "bus=" + rp
+	}
+	args := []string{"-device", "edu,addr=0x3" + p.EduOptions}
+	args = append(args, port("rp1", "1", "0x4")...)
+	args = append(args, "-device", "e1000e,bus=rp1,romfile=") // no iPXE ROM for SeaBIOS to run
+	ports, where := nvmeAt("rp2", "2", "0x5")
+	args = append(args, ports...)
+	args = append(args,
+		"-drive", "file="+nvmeImage+",if=none,format=raw,id=nv0",
+		"-device", "nvme,serial=vfioctl0,drive=nv0,"+where,
+		"-device", "edu,addr=0x6"+p.EduOptions,
 		"-device", "pcie-pci-bridge,id=br1,addr=0x7",
 		"-device", "pci-testdev,bus=br1,addr=0x1",
 		"-device", "pci-testdev,bus=br1,addr=0x2",
-	}
+	)
+	ports, where = nvmeAt("rp3", "3", "0x8")
+	args = append(args, ports...)
+	return append(args,
+		"-device", "nvme-subsys,id=subsys0",
+		"-device", "nvme,serial=vfioctl1,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,max_ioqpairs=6,msix_qsize=6,"+where,
+		"-drive", "file="+sriovImage+",if=none,format=raw,id=nv1",
+		"-device", "nvme-ns,drive=nv1,nsid=1,shared=false",
+	)
 }
 
 // NoProgressTimeout is how long a boot may go without a byte from the

@@ -126,3 +126,13 @@ func NoIOMMUEnabled() bool {
 	b, err := os.ReadFile(filepath.Join(Root, "module", "vfio", "parameters", "enable_unsafe_noiommu_mode"))
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
+
+// PhysFn is the physical function of an SR-IOV virtual function, "" for a
+// device that is not one.
+func PhysFn(bdf string) string {
+	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "physfn"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(l)
+}

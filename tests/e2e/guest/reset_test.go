@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -84,6 +85,11 @@ func TestHotResetNVMe(t *testing.T) {
 		}
 		defer h.Close()
 		deps, err := h.Device.HotResetInfo()
+		if Profile == "amd" && errors.Is(err, unix.ENODEV) {
+			// hack/qemu keeps nvme on the root bus under amd-iommu (behind a
+			// root port its probe never finishes there): no bus to reset.
+			t.Skipf("nvme is on the root bus under amd-iommu: %v", err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,6 +171,12 @@ func TestHotResetSharedBus(t *testing.T) {
 	}
 	if len(pair) != 2 {
 		t.Fatalf("want two pci-testdevs behind the bridge, found %v", pair)
+	}
+	if Profile == "virtio" {
+		// Measured: QEMU 7.2's virtio-iommu leaves the devices behind the
+		// PCIe-to-PCI bridge untranslated, so they get no IOMMU group and
+		// vfio-pci refuses them.
+		t.Skip("virtio-iommu does not translate for devices behind the PCIe-to-PCI bridge")
 	}
 	for _, a := range pair {
 		vfioDevice(t, a)
