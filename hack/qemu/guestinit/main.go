@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -42,17 +44,29 @@ func main() {
 // powerOff stops the PCI drivers, then powers the VM off. Under
 // virtio-iommu the kernel shuts the IOMMU (a virtio device, registered after
 // the PCI devices) down first; nvme's shutdown commands then wait out the
-// 60 s admin timeout. Unbinding the DMA masters first, keeping virtio-pci
-// (the IOMMU) to the end, makes power-off immediate everywhere.
+// 60 s admin timeout. So the endpoints are unbound first, deepest first,
+// while the IOMMU (virtio-pci) and the PCIe ports above them (pcieport,
+// whose removal turns off bus mastering on the bridge, and with it every
+// DMA and MSI from below) stay: power-off is then immediate everywhere.
 func powerOff() {
 	unix.Sync()
 	devs, _ := filepath.Glob("/sys/bus/pci/devices/*")
+	type dev struct {
+		addr  string
+		depth int
+	}
+	var eps []dev
 	for _, d := range devs {
 		drv, err := os.Readlink(d + "/driver")
-		if err != nil || filepath.Base(drv) == "virtio-pci" {
+		if err != nil || filepath.Base(drv) == "virtio-pci" || filepath.Base(drv) == "pcieport" {
 			continue
 		}
-		_ = os.WriteFile(d+"/driver/unbind", []byte(filepath.Base(d)), 0)
+		real, _ := filepath.EvalSymlinks(d)
+		eps = append(eps, dev{filepath.Base(d), strings.Count(real, "/")})
+	}
+	sort.SliceStable(eps, func(i, j int) bool { return eps[i].depth > eps[j].depth })
+	for _, e := range eps {
+		_ = os.WriteFile("/sys/bus/pci/devices/"+e.addr+"/driver/unbind", []byte(e.addr), 0)
 	}
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 }

@@ -1,7 +1,7 @@
 package guest
 
 import (
-	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,6 +76,11 @@ func nvmeEnable(t *testing.T, regs *vfio.MMIO, iova uint64) {
 // the bus, and CC and CSTS are back at their reset values (0); enabling
 // the controller again works.
 func TestHotResetNVMe(t *testing.T) {
+	if Profile == "amd" {
+		// hack/qemu keeps nvme on the root bus under amd-iommu (behind a
+		// root port its probe never finishes there): it has no bus to reset.
+		t.Skip("nvme sits on the root bus under amd-iommu (QEMU 7.2): no bus to reset")
+	}
 	addr := findDevice(t, wantDevices["nvme"])
 	vfioDevice(t, addr)
 	forModes(t, func(t *testing.T, m mode) {
@@ -85,11 +90,6 @@ func TestHotResetNVMe(t *testing.T) {
 		}
 		defer h.Close()
 		deps, err := h.Device.HotResetInfo()
-		if Profile == "amd" && errors.Is(err, unix.ENODEV) {
-			// hack/qemu keeps nvme on the root bus under amd-iommu (behind a
-			// root port its probe never finishes there): no bus to reset.
-			t.Skipf("nvme is on the root bus under amd-iommu: %v", err)
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +150,9 @@ func TestHotResetNVMe(t *testing.T) {
 		t.Logf("%s: CC %#x CSTS %#x AQA %#x before, %#x %#x %#x after a %s hot reset; enabled again",
 			m.name, before[0], before[1], before[2], after[0], after[1], after[2], took.Round(time.Millisecond))
 	})
+	if out := mustExit(t, 0, "reset", "--hot", addr); !strings.Contains(out, "hot reset via") || !strings.Contains(out, addr) {
+		t.Errorf("vfioctl reset --hot %s: %s", addr, out)
+	}
 }
 
 // TestHotResetSharedBus: the two test devices behind the PCIe-to-PCI
@@ -224,4 +227,61 @@ func TestHotResetSharedBus(t *testing.T) {
 	}
 	defer e.Close()
 	expect(t, "hot reset on the root bus", e.HotReset(), unix.ENODEV, "no bus or slot reset")
+}
+
+// TestHotResetE1000e: the e1000e sits alone behind its root port under
+// every vIOMMU (amd included). A receive descriptor base written through
+// BAR0 reads back, and after Handle.HotReset it is at its reset value, 0.
+func TestHotResetE1000e(t *testing.T) {
+	const rdbal = 0x2800 // Receive Descriptor Base Address Low
+	addr := findDevice(t, wantDevices["e1000e"])
+	d, err := pci.Get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Driver != pci.VFIODriver {
+		if _, err := pci.Bind(addr, pci.BindOptions{Force: true}); err != nil { // eth0 is not used here
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if _, err := pci.Restore(addr); err != nil {
+				t.Errorf("restore %s: %v", addr, err)
+			}
+		})
+	}
+	forModes(t, func(t *testing.T, m mode) {
+		h, err := vfio.Open(addr, &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		cfg, err := h.Device.Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.EnableBusMaster(); err != nil {
+			t.Fatal(err)
+		}
+		bar, err := h.Device.Region(vfio.BAR0Region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs, err := bar.MapRange(0, 0x4000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer regs.Close()
+		regs.Store32(rdbal, 0x12345000)
+		before := regs.Load32(rdbal)
+		if before != 0x12345000 {
+			t.Fatalf("RDBAL reads %#x after writing 0x12345000", before)
+		}
+		if err := h.HotReset(); err != nil {
+			t.Fatal(err)
+		}
+		if after := regs.Load32(rdbal); after != 0 {
+			t.Fatalf("RDBAL %#x after the hot reset, want 0 (its reset value)", after)
+		}
+		t.Logf("%s: RDBAL %#x before, 0 after the hot reset", m.name, before)
+	})
 }
