@@ -51,6 +51,29 @@ func vfioDevice(t *testing.T, addr string) {
 	})
 }
 
+// mapBAR0 turns on memory decoding and bus mastering for h's device and
+// maps the first size bytes of its BAR0, unmapped when the test ends.
+func mapBAR0(t *testing.T, h *vfio.Handle, size uint64) (*vfio.Config, *vfio.MMIO) {
+	t.Helper()
+	cfg, err := h.Device.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.EnableBusMaster(); err != nil {
+		t.Fatal(err)
+	}
+	bar, err := h.Device.Region(vfio.BAR0Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regs, err := bar.MapRange(0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { regs.Close() })
+	return cfg, regs
+}
+
 // nvmeEnable points the admin queues at iova and sets CC.EN, waiting for
 // CSTS.RDY as long as CAP.TO allows.
 func nvmeEnable(t *testing.T, regs *vfio.MMIO, iova uint64) {
@@ -96,22 +119,7 @@ func TestHotResetNVMe(t *testing.T) {
 		if len(deps) != 1 || deps[0].Address() != addr {
 			t.Fatalf("hot reset info %+v, want only %s (alone behind its root port)", deps, addr)
 		}
-		cfg, err := h.Device.Config()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.EnableBusMaster(); err != nil {
-			t.Fatal(err)
-		}
-		bar, err := h.Device.Region(vfio.BAR0Region)
-		if err != nil {
-			t.Fatal(err)
-		}
-		regs, err := bar.MapRange(0, 4096)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer regs.Close()
+		cfg, regs := mapBAR0(t, h, 4096)
 		alloc, err := dma.NewAllocatorFor(h.Mapper)
 		if err != nil {
 			t.Fatal(err)
@@ -255,22 +263,7 @@ func TestHotResetE1000e(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer h.Close()
-		cfg, err := h.Device.Config()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.EnableBusMaster(); err != nil {
-			t.Fatal(err)
-		}
-		bar, err := h.Device.Region(vfio.BAR0Region)
-		if err != nil {
-			t.Fatal(err)
-		}
-		regs, err := bar.MapRange(0, 0x4000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer regs.Close()
+		_, regs := mapBAR0(t, h, 0x4000)
 		regs.Store32(rdbal, 0x12345000)
 		before := regs.Load32(rdbal)
 		if before != 0x12345000 {
