@@ -13,7 +13,7 @@
 
 SHELL := /bin/bash
 GO ?= go
-DEBS := qemu-system-x86 linux-source-6.12 busybox-static bc flex bison libelf-dev \
+DEBS := qemu-system-x86 linux-source-6.12 linux-source-6.1 busybox-static bc flex bison libelf-dev \
         libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux
 # Lint tools run from their own modules, so they never enter the library's
 # module graph (an importer of vfioctl does not inherit them).
@@ -37,7 +37,7 @@ deps:
 	$(GO) mod download
 
 kernels:
-	hack/qemu/kernel.sh legacy compat headers
+	hack/qemu/kernel.sh legacy compat linux61 headers
 
 lint:
 	$(GO) vet ./...

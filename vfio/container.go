@@ -13,6 +13,7 @@ import (
 
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
@@ -58,6 +59,10 @@ func OpenContainer() (*Container, error) { return OpenContainerPath(ContainerPat
 func OpenContainerPath(path string) (*Container, error) {
 	fd, err := kernel.OpenPath(path)
 	if err != nil {
+		if path == ioasid.Path && errors.Is(err, unix.ENOENT) {
+			return nil, &vfioerr.NotSupportedError{Feature: "iommufd as a VFIO container (" + path + ")", Version: "6.2",
+				Reason: "no such device node: the kernel lacks CONFIG_IOMMUFD"}
+		}
 		return nil, err
 	}
 	return newContainer(fd, 0)

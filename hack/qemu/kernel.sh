@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # kernel.sh VARIANT... : build (or reuse) the guest kernels and print, one per
-# line, "VARIANT PATH-TO-bzImage". Variants: legacy, compat, headers.
+# line, "VARIANT PATH-TO-bzImage". Variants: legacy, compat, linux61, headers.
 #
-#   legacy  tinyconfig + kernel/base.config (type1 container, iommufd, cdev)
-#   compat  legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
-#   headers the sanitized uapi headers of the same tree (prints the include dir)
+#   legacy  Linux 6.12: tinyconfig + kernel/base.config (type1 container, iommufd, cdev)
+#   compat  Linux 6.12: legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
+#   linux61 Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
+#           without the options kernel/linux61.absent names, every other one checked
+#   headers the sanitized uapi headers of the 6.12 tree (prints the include dir)
 #
 # Builds are cached under ${VFIOCTL_CACHE:-${XDG_CACHE_HOME:-~/.cache}/vfioctl}
 # keyed by the kernel version and a hash of the fragments and of the build
 # functions below, so a second run returns in well under a second. The cache
 # is shared by every run on the machine: a lock makes a second kernel.sh wait
 # for the first instead of building in (or deleting) the same tree. The
-# source is Debian's linux-source-6.12 (apt-get install linux-source-6.12).
+# sources are Debian's linux-source-6.12 and linux-source-6.1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VFIOCTL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfioctl}
@@ -27,16 +29,20 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-tarball=$(ls /usr/src/linux-source-6.12.tar.* 2>/dev/null | head -n1 || true)
-[ -n "$tarball" ] || die "no /usr/src/linux-source-6.12.tar.*: apt-get install linux-source-6.12"
-srcdir=$cache/src/$(basename "$tarball" | sed 's/\.tar\..*//')
-if [ ! -f "$srcdir/.unpacked" ]; then
-	log "unpacking $tarball"
-	rm -rf "$srcdir" && mkdir -p "$cache/src"
-	tar -C "$cache/src" -xf "$tarball"
-	touch "$srcdir/.unpacked"
-fi
-kver=$(make -s -C "$srcdir" kernelversion)
+# source SERIES: unpack Debian's linux-source-SERIES once; sets srcdir and kver.
+source_tree() {
+	local tarball
+	tarball=$(ls /usr/src/linux-source-"$1".tar.* 2>/dev/null | head -n1 || true)
+	[ -n "$tarball" ] || die "no /usr/src/linux-source-$1.tar.*: apt-get install linux-source-$1"
+	srcdir=$cache/src/$(basename "$tarball" | sed 's/\.tar\..*//')
+	if [ ! -f "$srcdir/.unpacked" ]; then
+		log "unpacking $tarball"
+		rm -rf "$srcdir" && mkdir -p "$cache/src"
+		tar -C "$cache/src" -xf "$tarball"
+		touch "$srcdir/.unpacked"
+	fi
+	kver=$(make -s -C "$srcdir" kernelversion)
+}
 
 # apply FRAGMENT... onto the .config in build dir $1, then verify every
 # option; a later fragment overrides an earlier one.
@@ -74,6 +80,9 @@ apply() {
 build() {
 	local variant=$1
 	local dir=$cache/build/$variant
+	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
+	local out=$cache/kernels/$kver-$key
+	mkdir -p "$out"
 	if [ -f "$out/$variant.bzImage" ]; then echo "$variant $out/$variant.bzImage"; return; fi
 	local t0=$SECONDS
 	case $variant in
@@ -81,6 +90,12 @@ build() {
 		rm -rf "$dir" && mkdir -p "$dir"
 		make -s -C "$srcdir" O="$dir" tinyconfig >/dev/null
 		apply "$dir" "$here/kernel/base.config"
+		;;
+	linux61)
+		rm -rf "$dir" && mkdir -p "$dir"
+		make -s -C "$srcdir" O="$dir" tinyconfig >/dev/null
+		grep -v -x -f <(sed 's/$/=.*/' "$here/kernel/linux61.absent" | grep -v '^#') "$here/kernel/base.config" >"$dir/fragment.config"
+		apply "$dir" "$dir/fragment.config"
 		;;
 	compat)
 		# Start from the legacy build tree so only what the config change
@@ -100,6 +115,7 @@ build() {
 }
 
 headers() {
+	source_tree 6.12
 	local inc=$cache/headers/$kver
 	if [ ! -f "$inc/.done" ]; then
 		rm -rf "$inc"
@@ -109,9 +125,7 @@ headers() {
 	echo "headers $inc/include"
 }
 
-key=$kver-$( (cat "$here/kernel/base.config" "$here/kernel/compat.config"; declare -f apply build) | sha256sum | cut -c1-12)
-out=$cache/kernels/$key
-mkdir -p "$out"
+key=$( (cat "$here/kernel/base.config" "$here/kernel/compat.config" "$here/kernel/linux61.absent"; declare -f apply build) | sha256sum | cut -c1-12)
 
 [ $# -gt 0 ] || set -- legacy compat
 for v in "$@"; do

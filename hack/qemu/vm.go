@@ -69,8 +69,10 @@ var Profiles = map[string]Profile{
 // stable order (noiommu has a boot of its own).
 var ProfileNames = []string{"intel", "amd", "virtio"}
 
-// KernelVariants are the guest kernels hack/qemu/kernel.sh builds.
-var KernelVariants = []string{"legacy", "compat"}
+// KernelVariants are the guest kernels hack/qemu/kernel.sh builds: Linux
+// 6.12 with the type1 container, 6.12 with /dev/vfio/vfio served by
+// iommufd, and Linux 6.1, before iommufd (6.2) and the device cdev (6.6).
+var KernelVariants = []string{"legacy", "compat", "linux61"}
 
 // Spec describes one boot.
 type Spec struct {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 // vfioctl runs the CLI in the guest and returns stdout+stderr and the exit code.
@@ -142,6 +144,12 @@ func TestCLIEduSession(t *testing.T) {
 			Backend   string `json:"backend"`
 			Roundtrip string `json:"roundtrip"`
 			IOVA      uint64 `json:"iova"`
+		}
+		if bk, _ := vfio.ParseBackend(b); !backendSupported(t, bk) {
+			if out := mustExit(t, 4, "dma-test", "--backend", b, addr); !strings.Contains(out, "Linux "+sinceLinux[bk]) {
+				t.Errorf("dma-test --backend %s on a kernel without it: %s", b, out)
+			}
+			continue
 		}
 		if err := json.Unmarshal([]byte(mustExit(t, 0, "dma-test", "--backend", b, "--json", addr)), &rep); err != nil {
 			t.Fatal(err)

@@ -58,6 +58,7 @@ type eduDev struct {
 // for the IOMMU's ranges below edu's 28-bit DMA mask.
 func openEdu(t *testing.T, m mode) *eduDev {
 	t.Helper()
+	requireBackend(t, m.backend)
 	h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,10 @@ func (e *eduDev) dma(t *testing.T, src, dst, count, cmd uint64) {
 
 func forModes(t *testing.T, f func(t *testing.T, m mode)) {
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) { f(t, m) })
+		t.Run(m.name, func(t *testing.T) {
+			requireBackend(t, m.backend)
+			f(t, m)
+		})
 	}
 }
 

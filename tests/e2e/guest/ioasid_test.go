@@ -225,6 +225,7 @@ func TestNewerIoctls(t *testing.T) {
 // the iommufd as its container, and DMA through native IOMMU_IOAS_MAP.
 func TestCompatIOASIsNative(t *testing.T) {
 	addr := eduAddr(t)
+	requireBackend(t, vfio.GroupIOMMUFD)
 	fd, err := ioasid.Open()
 	if err != nil {
 		t.Fatal(err)

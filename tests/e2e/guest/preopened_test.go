@@ -70,7 +70,7 @@ func TestPreopenedFDs(t *testing.T) {
 // TestIRQMaskAndTrigger: a software trigger fires the eventfd with no help
 // from the device; a masked INTx is held back until unmasked.
 func TestIRQMaskAndTrigger(t *testing.T) {
-	e := openEdu(t, cdevMode)
+	e := openEdu(t, modes[1]) // the type1v2 container: every kernel has it
 	dev := e.Handle.Device
 	ev, err := vfio.NewEventfd()
 	if err != nil {

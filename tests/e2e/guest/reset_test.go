@@ -198,6 +198,14 @@ func TestHotResetSharedBus(t *testing.T) {
 		t.Errorf("devices behind one PCIe-to-PCI bridge in groups %d and %d, want one", g0.IOMMUGroup, g1.IOMMUGroup)
 	}
 
+	t.Run("cdev", func(t *testing.T) {
+		requireBackend(t, vfio.Cdev)
+		hotResetSharedBusCdev(t, pair)
+	})
+	t.Run("group", func(t *testing.T) { hotResetSharedBusGroup(t, pair) })
+}
+
+func hotResetSharedBusCdev(t *testing.T, pair []string) {
 	h, err := vfio.Open(pair[0], &vfio.Options{Backend: vfio.Cdev})
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +225,9 @@ func TestHotResetSharedBus(t *testing.T) {
 		t.Fatalf("cdev hot reset of the shared bus: %v", err)
 	}
 	h.Close()
+}
 
+func hotResetSharedBusGroup(t *testing.T, pair []string) {
 	g, err := vfio.Open(pair[0], &vfio.Options{Backend: vfio.Legacy})
 	if err != nil {
 		t.Fatal(err)

@@ -86,6 +86,7 @@ func TestSRIOV(t *testing.T) {
 	wrong, _ := vfio.NewVFToken()
 	for _, m := range modes[:5] { // the group modes
 		t.Run(m.name, func(t *testing.T) {
+			requireBackend(t, m.backend)
 			_, err := vfio.Open(vf, &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
 			expect(t, "VF without a token", err, unix.EACCES, "needs the VF token", pf)
 			_, err = vfio.Open(vf, &vfio.Options{Backend: m.backend, IOMMU: m.iommu, VFToken: &wrong})
@@ -101,6 +102,7 @@ func TestSRIOV(t *testing.T) {
 		})
 	}
 	t.Run("iommufd", func(t *testing.T) {
+		requireBackend(t, vfio.Cdev)
 		v, err := vfio.Open(vf, &vfio.Options{Backend: vfio.Cdev})
 		if err != nil {
 			t.Fatalf("cdev of the VF without a token (6.12 checks none): %v", err)
