@@ -26,7 +26,7 @@ func CdevPath(bdf string) (string, error) {
 	if drv := sysfs.Driver(bdf); !sysfs.IsVFIODriver(drv) {
 		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "the device is bound to " + driverName(drv) + ", not vfio-pci"}
 	}
-	if n, err := sysfs.DeviceGroup(bdf); err == nil && sysfs.NoIOMMUGroup(n) {
+	if sysfs.NoIOMMUDevice(bdf) {
 		return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for the no-IOMMU device " + bdf,
 			Reason: "this kernel gives no-IOMMU devices no cdev: use a group backend"}
 	}

@@ -144,7 +144,7 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp := &space{backend: b, refs: 1, groups: map[int]*sharedGroup{}}
+	sp := &space{refs: 1, groups: map[int]*sharedGroup{}}
 	h := &Handle{Backend: b, space: sp, groupID: -1, DevID: hdr.DevID}
 	deviceFD := -1
 	fail := func(err error) (*Handle, error) {

@@ -121,7 +121,6 @@ type Handle struct {
 // groups attached to it (two devices of one group share the group fd).
 type space struct {
 	mu        sync.Mutex
-	backend   Backend
 	refs      int
 	container *Container
 	iommufd   *ioasid.FD
@@ -161,7 +160,7 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 		b = bestBackend(bdf)
 	}
 	noIOMMU := false
-	if n, err := sysfs.DeviceGroup(bdf); err == nil && sysfs.NoIOMMUGroup(n) {
+	if sysfs.NoIOMMUDevice(bdf) {
 		if !opts.NoIOMMU {
 			return nil, &vfioerr.OpError{Op: "open", Object: bdf, Err: vfioerr.ErrNotSupported,
 				Hint: "the device has no IOMMU (VFIO no-IOMMU mode: no isolation, no translation); set Options.NoIOMMU to use it anyway"}
@@ -172,7 +171,7 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 		}
 	}
 	if sp == nil {
-		sp = &space{backend: b, groups: map[int]*sharedGroup{}}
+		sp = &space{groups: map[int]*sharedGroup{}}
 	}
 	h := &Handle{Backend: b, space: sp, groupID: -1, rlimitPerProcess: opts.RlimitPerProcess, NoIOMMU: noIOMMU, vfToken: opts.VFToken}
 	sp.mu.Lock()
@@ -254,13 +253,22 @@ func (h *Handle) Close() error {
 	return errors.Join(errs...)
 }
 
+// deviceGroup is the IOMMU group of bdf, or an error saying it has none.
+func deviceGroup(bdf string) (int, error) {
+	n, err := sysfs.DeviceGroup(bdf)
+	if err != nil {
+		return -1, &vfioerr.OpError{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
+	}
+	return n, nil
+}
+
 // checkViable refuses a device whose IOMMU group is not viable, naming the
 // members that block it, before the kernel is asked (on the cdev path the
 // kernel's answer, EPERM, would not say why).
 func checkViable(bdf string) error {
-	n, err := sysfs.DeviceGroup(bdf)
+	n, err := deviceGroup(bdf)
 	if err != nil {
-		return &vfioerr.OpError{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
+		return err
 	}
 	if blockers, err := sysfs.GroupBlockers(n); err == nil && len(blockers) > 0 {
 		return &vfioerr.GroupNotViableError{Address: bdf, Group: n, Blockers: blockers}
@@ -322,9 +330,9 @@ func (h *Handle) openIOMMUFD() (*ioasid.FD, error) {
 // openGroup opens (or shares) the device's group and attaches it to the
 // space's container or iommufd.
 func (h *Handle) openGroup(bdf string, container FDer) error {
-	n, err := sysfs.DeviceGroup(bdf)
+	n, err := deviceGroup(bdf)
 	if err != nil {
-		return &vfioerr.OpError{Op: "find IOMMU group", Object: bdf, Err: err, Hint: "is the IOMMU enabled and the device present?"}
+		return err
 	}
 	sp := h.space
 	if sg := sp.groups[n]; sg != nil {

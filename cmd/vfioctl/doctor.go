@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/vfio"
 )
@@ -53,12 +54,11 @@ func doctorChecks() []check {
 		add("IOMMU enabled", "ok", strings.Join(names, ", "), "")
 	}
 
-	irq, _ := os.ReadFile("/proc/interrupts")
-	unsafeT1 := readTrim("/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts")
-	unsafeFD := readTrim("/sys/module/iommufd/parameters/allow_unsafe_interrupts")
+	unsafeT1 := sysfs.UnsafeInterrupts("vfio_iommu_type1")
+	unsafeFD := sysfs.UnsafeInterrupts("iommufd")
 	switch {
-	case strings.Contains(string(irq), "IR-"):
-		add("interrupt remapping", "ok", "MSIs are remapped (IR- entries in /proc/interrupts)", "")
+	case sysfs.InterruptRemapping() == sysfs.RemapPresent:
+		add("interrupt remapping", "ok", "MSIs are remapped (IR- or ITS- entries in /proc/interrupts)", "")
 	case unsafeT1 == "Y" || unsafeFD == "Y":
 		add("interrupt remapping", "warn", fmt.Sprintf("not seen; unsafe interrupts allowed (type1=%s iommufd=%s)", unsafeT1, unsafeFD), "a device can forge MSIs: only acceptable on trusted setups")
 	default:

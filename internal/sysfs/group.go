@@ -121,6 +121,12 @@ func NoIOMMUGroup(n int) bool {
 	return err == nil && strings.TrimSpace(string(b)) == "vfio-noiommu"
 }
 
+// NoIOMMUDevice reports whether a PCI device is in a no-IOMMU group.
+func NoIOMMUDevice(bdf string) bool {
+	n, err := DeviceGroup(bdf)
+	return err == nil && NoIOMMUGroup(n)
+}
+
 // NoIOMMUEnabled reports whether VFIO's unsafe no-IOMMU mode is on.
 func NoIOMMUEnabled() bool {
 	b, err := os.ReadFile(filepath.Join(Root, "module", "vfio", "parameters", "enable_unsafe_noiommu_mode"))
