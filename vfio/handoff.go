@@ -30,13 +30,14 @@ type handoff struct {
 	IOMMU   int      `json:"iommu,omitempty"` // container model
 	IOAS    uint32   `json:"ioas,omitempty"`  // cdev: the IOAS the device is attached to
 	DevID   uint32   `json:"devid,omitempty"` // cdev: iommufd device id
+	NoIOMMU bool     `json:"noiommu,omitempty"`
 }
 
 // Send hands h's descriptors to the process at the other end of conn
 // (which calls Receive). h stays open and usable here; the receiver gets
 // its own descriptors for the same kernel objects.
 func (h *Handle) Send(conn *net.UnixConn) error {
-	hdr := handoff{Version: handoffVersion, Backend: h.Backend.String(), Device: h.Device.Name(), DevID: h.DevID}
+	hdr := handoff{Version: handoffVersion, Backend: h.Backend.String(), Device: h.Device.Name(), DevID: h.DevID, NoIOMMU: h.NoIOMMU}
 	type duper interface{ Dup() (int, error) }
 	var dupers []duper
 	add := func(role string, d duper) {
@@ -55,7 +56,7 @@ func (h *Handle) Send(conn *net.UnixConn) error {
 	if h.IOMMUFD != nil {
 		add("iommufd", h.IOMMUFD)
 	}
-	if h.Backend == Cdev {
+	if h.IOAS != nil && h.Backend == Cdev {
 		hdr.IOAS = h.IOAS.ID()
 	}
 	var fds []int
@@ -145,7 +146,7 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 		return nil, err
 	}
 	sp := &space{refs: 1, groups: map[int]*sharedGroup{}}
-	h := &Handle{Backend: b, space: sp, groupID: -1, DevID: hdr.DevID}
+	h := &Handle{Backend: b, space: sp, groupID: -1, DevID: hdr.DevID, NoIOMMU: hdr.NoIOMMU}
 	deviceFD := -1
 	fail := func(err error) (*Handle, error) {
 		if h.Device == nil && deviceFD >= 0 {
@@ -165,7 +166,9 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 			if sp.container, err = NewContainer(fd, IOMMUType(hdr.IOMMU)); err != nil {
 				return fail(err)
 			}
-			sp.mapper = sp.container
+			if !hdr.NoIOMMU {
+				sp.mapper = sp.container
+			}
 		case "group":
 			g, err := NewGroup(fd, hdr.Group)
 			if err != nil {
@@ -189,6 +192,7 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 		return fail(err)
 	}
 	switch {
+	case hdr.NoIOMMU && (sp.container != nil || sp.iommufd != nil): // no IOAS: nothing translates
 	case b == Cdev && sp.iommufd != nil:
 		sp.ioas, err = sp.iommufd.IOASByID(hdr.IOAS)
 	case b == GroupIOMMUFD && sp.iommufd != nil:

@@ -2,9 +2,12 @@ package guest
 
 import (
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/edu"
@@ -74,6 +77,26 @@ func TestNoIOMMU(t *testing.T) {
 			if h.Container != nil && h.Container.IOMMU() != vfio.NoIOMMU {
 				t.Errorf("container model %v, want noiommu", h.Container.IOMMU())
 			}
+			// Handed over, it stays a no-IOMMU handle with no Mapper.
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := net.FileConn(os.NewFile(uintptr(pair[0]), "a"))
+			b, _ := net.FileConn(os.NewFile(uintptr(pair[1]), "b"))
+			defer a.Close()
+			defer b.Close()
+			if err := h.Send(a.(*net.UnixConn)); err != nil {
+				t.Fatal(err)
+			}
+			r, err := vfio.Receive(b.(*net.UnixConn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.NoIOMMU || r.Mapper != nil {
+				t.Errorf("received handle NoIOMMU=%v Mapper=%v, want a no-IOMMU handle with no Mapper", r.NoIOMMU, r.Mapper)
+			}
+			r.Close()
 			e, err := edu.Open(h.Device)
 			if err != nil {
 				t.Fatal(err)
