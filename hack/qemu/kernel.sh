@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # kernel.sh VARIANT... : build (or reuse) the guest kernels and print, one per
-# line, "VARIANT PATH-TO-bzImage". Variants: legacy, compat, linux61, headers.
+# line, "VARIANT PATH-TO-bzImage".
 #
-#   legacy  Linux 6.12: tinyconfig + kernel/base.config (type1 container, iommufd, cdev)
-#   compat  Linux 6.12: legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
-#   linux61 Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
-#           without the options kernel/linux61.absent names, every other one checked
-#   headers the sanitized uapi headers of the 6.12 tree (prints the include dir)
+#   legacy      Linux 6.12: tinyconfig + kernel/base.config (type1 container, iommufd, cdev)
+#   compat      Linux 6.12: legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
+#   iommufdtest Linux 6.12: legacy + kernel/iommufdtest.config (CONFIG_IOMMUFD_TEST's mock IOMMU)
+#   linux61     Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
+#               without the options kernel/linux61.absent names, every other one checked
+#   headers     the sanitized uapi headers of the 6.12 tree (prints the include dir)
+#   source      the unpacked 6.12 source tree (prints its directory)
 #
 # Builds are cached under ${VFIOCTL_CACHE:-${XDG_CACHE_HOME:-~/.cache}/vfioctl}
-# keyed by the kernel version and a hash of the fragments and of the build
-# functions below, so a second run returns in well under a second. The cache
+# keyed by the kernel version, the variant and a hash of what decides it (its
+# fragments and recipe, see key), so a second run returns in well under a
+# second and changing one variant rebuilds only that one. The cache
 # is shared by every run on the machine: a lock makes a second kernel.sh wait
 # for the first instead of building in (or deleting) the same tree. The
 # sources are Debian's linux-source-6.12 and linux-source-6.1.
@@ -77,41 +80,65 @@ apply() {
 	[ ${#missing[@]} -eq 0 ] || die "options dropped out of $dir/.config (missing dependencies?): ${missing[*]}"
 }
 
+# recipe_VARIANT DIR: configure the build tree DIR. A variant's cache key
+# hashes its recipe, the recipes and fragments it builds on, apply and
+# compile, so changing one variant never invalidates another's kernel.
+recipe_legacy() {
+	rm -rf "$1" && mkdir -p "$1"
+	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
+	apply "$1" "$here/kernel/base.config"
+}
+recipe_linux61() {
+	rm -rf "$1" && mkdir -p "$1"
+	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
+	grep -v -x -f <(sed 's/$/=.*/' "$here/kernel/linux61.absent" | grep -v '^#') "$here/kernel/base.config" >"$1/fragment.config"
+	apply "$1" "$1/fragment.config"
+}
+# Variants on top of legacy start from its build tree, so only what the
+# config change touches is rebuilt (tens of seconds, not a full build).
+from_legacy() {
+	local dir=$1 base=$cache/build/legacy; shift
+	if [ ! -f "$base/vmlinux" ]; then
+		recipe_legacy "$base"
+		log "building the legacy tree ($kver) in $base with $jobs jobs"
+		compile "$base" || { tail -n 40 "$base/build.log" >&2; die "build of legacy failed; log: $base/build.log"; }
+	fi
+	rm -rf "$dir" && cp -a "$base" "$dir"
+	apply "$dir" "$here/kernel/base.config" "$@"
+}
+recipe_compat() { from_legacy "$1" "$here/kernel/compat.config"; }
+recipe_iommufdtest() { from_legacy "$1" "$here/kernel/iommufdtest.config"; }
+
+compile() {
+	make -s -C "$srcdir" O="$1" -j"$jobs" bzImage >"$1/build.log" 2>&1
+}
+
+# key VARIANT: the hash of everything that decides VARIANT's kernel.
+key() {
+	local files=("$here/kernel/base.config") fns=(apply compile "recipe_$1")
+	case $1 in
+	linux61) files+=("$here/kernel/linux61.absent") ;;
+	compat | iommufdtest) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
+	esac
+	(echo "$1"; cat "${files[@]}"; declare -f "${fns[@]}") | sha256sum | cut -c1-12
+}
+
 build() {
 	local variant=$1
+	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, headers, source)"
 	local dir=$cache/build/$variant
 	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
-	local out=$cache/kernels/$kver-$key
-	mkdir -p "$out"
-	if [ -f "$out/$variant.bzImage" ]; then echo "$variant $out/$variant.bzImage"; return; fi
+	local out=$cache/kernels/$kver-$variant-$(key "$variant")
+	if [ -f "$out/bzImage" ]; then echo "$variant $out/bzImage"; return; fi
 	local t0=$SECONDS
-	case $variant in
-	legacy)
-		rm -rf "$dir" && mkdir -p "$dir"
-		make -s -C "$srcdir" O="$dir" tinyconfig >/dev/null
-		apply "$dir" "$here/kernel/base.config"
-		;;
-	linux61)
-		rm -rf "$dir" && mkdir -p "$dir"
-		make -s -C "$srcdir" O="$dir" tinyconfig >/dev/null
-		grep -v -x -f <(sed 's/$/=.*/' "$here/kernel/linux61.absent" | grep -v '^#') "$here/kernel/base.config" >"$dir/fragment.config"
-		apply "$dir" "$dir/fragment.config"
-		;;
-	compat)
-		# Start from the legacy build tree so only what the config change
-		# touches is rebuilt (about 30 s instead of a full build).
-		build legacy >/dev/null
-		rm -rf "$dir" && cp -a "$cache/build/legacy" "$dir"
-		apply "$dir" "$here/kernel/base.config" "$here/kernel/compat.config"
-		;;
-	*) die "unknown variant $variant (legacy, compat, headers)" ;;
-	esac
+	"recipe_$variant" "$dir"
 	log "building $variant ($kver) in $dir with $jobs jobs"
-	make -s -C "$srcdir" O="$dir" -j"$jobs" bzImage >"$dir/build.log" 2>&1 || { tail -n 40 "$dir/build.log" >&2; die "build of $variant failed; log: $dir/build.log"; }
-	cp "$dir/.config" "$out/$variant.config"
-	cp "$dir/arch/x86/boot/bzImage" "$out/$variant.bzImage.tmp" && mv "$out/$variant.bzImage.tmp" "$out/$variant.bzImage"
+	compile "$dir" || { tail -n 40 "$dir/build.log" >&2; die "build of $variant failed; log: $dir/build.log"; }
+	mkdir -p "$out"
+	cp "$dir/.config" "$out/config"
+	cp "$dir/arch/x86/boot/bzImage" "$out/bzImage.tmp" && mv "$out/bzImage.tmp" "$out/bzImage"
 	log "built $variant in $((SECONDS - t0)) s"
-	echo "$variant $out/$variant.bzImage"
+	echo "$variant $out/bzImage"
 }
 
 headers() {
@@ -125,9 +152,11 @@ headers() {
 	echo "headers $inc/include"
 }
 
-key=$( (cat "$here/kernel/base.config" "$here/kernel/compat.config" "$here/kernel/linux61.absent"; declare -f apply build) | sha256sum | cut -c1-12)
-
 [ $# -gt 0 ] || set -- legacy compat
 for v in "$@"; do
-	case $v in headers) headers ;; *) build "$v" ;; esac
+	case $v in
+	headers) headers ;;
+	source) source_tree 6.12 && echo "source $srcdir" ;;
+	*) build "$v" ;;
+	esac
 done
