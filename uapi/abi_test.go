@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/vfioctl/vfioctl/uapi/internal/cabi"
+	"github.com/vfioctl/vfioctl/internal/cabi"
 )
 
 // TestABI compiles C programs against the kernel's uapi headers and checks

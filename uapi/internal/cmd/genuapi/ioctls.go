@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vfioctl/vfioctl/uapi/internal/cabi"
+	"github.com/vfioctl/vfioctl/internal/cabi"
 )
 
 // What an ioctl's third argument is. The kinds decide the shape of the

@@ -16,7 +16,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vfioctl/vfioctl/uapi/internal/cabi"
+	"github.com/vfioctl/vfioctl/internal/cabi"
 )
 
 func main() {

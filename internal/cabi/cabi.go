@@ -3,7 +3,8 @@
 // macros from the preprocessor, and every constant's value from a compiled
 // and executed C program. The generator (uapi/internal/cmd/genuapi) and the
 // conformance test (uapi/abi_test.go) both use it, so the Go side is derived
-// from, and checked against, the same source of truth: the compiler.
+// from, and checked against, the same source of truth: the compiler. Eval
+// checks headers outside uapi the same way (internal/iommufdtest).
 package cabi
 
 import (
@@ -78,23 +79,77 @@ type Const struct {
 // headers: $VFIOCTL_KHEADERS, else what hack/qemu/kernel.sh installs from
 // Debian's linux-source-6.12 (building them on first use).
 func HeaderDir(repoRoot string) (string, error) {
-	if d := os.Getenv("VFIOCTL_KHEADERS"); d != "" {
+	return kernelSH(repoRoot, "headers", "VFIOCTL_KHEADERS")
+}
+
+// SourceDir returns the Linux 6.12 source tree, for headers that are not
+// uapi (drivers/iommu/iommufd/iommufd_test.h): $VFIOCTL_KSOURCE, else the
+// tree hack/qemu/kernel.sh unpacks from Debian's linux-source-6.12.
+func SourceDir(repoRoot string) (string, error) {
+	return kernelSH(repoRoot, "source", "VFIOCTL_KSOURCE")
+}
+
+// kernelSH runs `kernel.sh target` and returns the directory it prints,
+// unless the environment variable env names one.
+func kernelSH(repoRoot, target, env string) (string, error) {
+	if d := os.Getenv(env); d != "" {
 		return d, nil
 	}
 	script := filepath.Join(repoRoot, "hack", "qemu", "kernel.sh")
-	out, err := exec.Command(script, "headers").Output()
+	out, err := exec.Command(script, target).Output()
 	if err != nil {
 		msg := ""
 		if ee, ok := err.(*exec.ExitError); ok {
 			msg = strings.TrimSpace(string(ee.Stderr))
 		}
-		return "", fmt.Errorf("%s headers: %w: %s (install linux-source-6.12 or set VFIOCTL_KHEADERS)", script, err, msg)
+		return "", fmt.Errorf("%s %s: %w: %s (install linux-source-6.12 or set %s)", script, target, err, msg, env)
 	}
 	f := strings.Fields(string(out))
-	if len(f) != 2 || f[0] != "headers" {
-		return "", fmt.Errorf("%s headers: unexpected output %q", script, out)
+	if len(f) != 2 || f[0] != target {
+		return "", fmt.Errorf("%s %s: unexpected output %q", script, target, out)
 	}
 	return f[1], nil
+}
+
+// Eval compiles and runs a C program that starts with prelude (its
+// #includes) and prints each expression of exprs as an unsigned 64-bit
+// value, with -I for each of includeDirs: sizeof, offsetof and constants of
+// headers the generator does not cover, checked by tests.
+func Eval(includeDirs []string, prelude string, exprs []string) ([]uint64, error) {
+	tmp, err := os.MkdirTemp("", "cabi")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	var src strings.Builder
+	src.WriteString("#include <stdio.h>\n#include <stddef.h>\n" + prelude + "\nint main(void) {\n")
+	for _, e := range exprs {
+		fmt.Fprintf(&src, "\tprintf(\"%%llu\\n\", (unsigned long long)(%s));\n", e)
+	}
+	src.WriteString("\treturn 0;\n}\n")
+	args := []string{"-w"}
+	for _, d := range includeDirs {
+		args = append(args, "-I"+d)
+	}
+	bin := filepath.Join(tmp, "eval")
+	if _, err := run(tmp, "gcc", append(args, "-x", "c", "-o", bin, "-", src.String())...); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		return nil, fmt.Errorf("running the evaluator: %w", err)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) != len(exprs) {
+		return nil, fmt.Errorf("evaluator printed %d values for %d expressions", len(lines), len(exprs))
+	}
+	vals := make([]uint64, len(exprs))
+	for i, l := range lines {
+		if vals[i], err = strconv.ParseUint(l, 10, 64); err != nil {
+			return nil, fmt.Errorf("evaluator: %s = %q: %w", exprs[i], l, err)
+		}
+	}
+	return vals, nil
 }
 
 // Load compiles the headers in includeDir and returns their ABI.
