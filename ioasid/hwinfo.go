@@ -31,7 +31,7 @@ func (h *HWInfo) TypeName() string {
 	case uapi.IOMMU_HW_INFO_TYPE_AMD:
 		return "amd"
 	}
-	return fmt.Sprintf("type-%d", h.Type)
+	return fmt.Sprintf("type-%#x", h.Type)
 }
 
 // DirtyTracking reports whether the IOMMU can track dirty pages for this

@@ -26,17 +26,81 @@ type HWPT struct {
 	object
 }
 
+// HWPTOptions are the optional parts of IOMMU_HWPT_ALLOC.
+type HWPTOptions struct {
+	// Flags: HWPTNestParent, HWPTDirtyTracking (paging HWPTs only).
+	Flags uint32
+	// Fault, if set, receives the I/O page faults of the devices attached
+	// to the HWPT (IOMMU_HWPT_FAULT_ID_VALID, Linux 6.11). A nest parent
+	// cannot take one.
+	Fault *FaultQueue
+}
+
 // AllocHWPT is IOMMU_HWPT_ALLOC: a kernel-managed page table for the
-// device devID (from vfio.Device.BindIOMMUFD) mirroring ioas.
+// device devID (from vfio.Device.BindIOMMUFD) mirroring ioas. It is
+// AllocPagingHWPT with only flags.
 func (f *FD) AllocHWPT(devID uint32, ioas *IOAS, flags uint32) (*HWPT, error) {
-	var a uapi.IommuHwptAlloc
-	err := ioas.use("IOMMU_HWPT_ALLOC", func(id uint32) error {
-		a = uapi.IommuHwptAlloc{Flags: flags, DevId: devID, PtId: id}
-		return f.do("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, fmt.Sprintf("dev %d ioas %d flags %#x", devID, id, flags), func(fd int) error { return uapi.IoctlIommuHwptAlloc(fd, &a) })
+	return f.AllocPagingHWPT(devID, ioas, &HWPTOptions{Flags: flags})
+}
+
+// AllocPagingHWPT is IOMMU_HWPT_ALLOC of a paging HWPT for the device
+// devID mirroring ioas; o may be nil.
+func (f *FD) AllocPagingHWPT(devID uint32, ioas *IOAS, o *HWPTOptions) (*HWPT, error) {
+	if o == nil {
+		o = &HWPTOptions{}
+	}
+	var h *HWPT
+	err := ioas.use("IOMMU_HWPT_ALLOC", func(id uint32) (err error) {
+		h, err = f.allocHWPT(uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id}, fmt.Sprintf("dev %d ioas %d flags %#x", devID, id, o.Flags), nil, o.Fault)
+		return err
 	})
-	if flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
+	if o.Flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
 		return nil, &vfioerr.NotSupportedError{Feature: "IOMMU_HWPT_ALLOC_DIRTY_TRACKING on device " + fmt.Sprint(devID),
 			Reason: "the IOMMU does not track dirty pages (needs e.g. VT-d second-stage A/D bits or AMD HAD)"}
+	}
+	return h, err
+}
+
+// AllocNestedHWPT is IOMMU_HWPT_ALLOC of a nested (stage-1) HWPT on parent,
+// a HWPT allocated with HWPTNestParent: the IOMMU translates through the
+// page table data describes (of dataType, e.g. uapi.IOMMU_HWPT_DATA_VTD_S1)
+// and then through parent. Only o.Fault applies; o may be nil.
+func (f *FD) AllocNestedHWPT(devID uint32, parent *HWPT, dataType uint32, data []byte, o *HWPTOptions) (*HWPT, error) {
+	if o == nil {
+		o = &HWPTOptions{}
+	}
+	if len(data) == 0 {
+		return nil, &vfioerr.OpError{Op: "IOMMU_HWPT_ALLOC", Object: f.Name(), Args: fmt.Sprintf("dev %d data type %#x", devID, dataType), Err: unix.EINVAL, Hint: "a nested HWPT needs its driver's stage-1 data"}
+	}
+	buf := kernel.HeapBytes(len(data)) // read through DataUptr
+	copy(buf, data)
+	var h *HWPT
+	err := parent.use("IOMMU_HWPT_ALLOC", func(id uint32) (err error) {
+		a := uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id, DataType: dataType, DataLen: uint32(len(buf)), DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0])))}
+		h, err = f.allocHWPT(a, fmt.Sprintf("dev %d parent hwpt %d data type %#x", devID, id, dataType), buf, o.Fault)
+		return err
+	})
+	return h, err
+}
+
+// allocHWPT issues IOMMU_HWPT_ALLOC with a, adding the fault queue's id
+// while it is open; data is what a.DataUptr points at, kept alive.
+func (f *FD) allocHWPT(a uapi.IommuHwptAlloc, args string, data []byte, fault *FaultQueue) (*HWPT, error) {
+	alloc := func() error {
+		err := f.do("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, args, func(fd int) error { return uapi.IoctlIommuHwptAlloc(fd, &a) })
+		runtime.KeepAlive(data)
+		return err
+	}
+	var err error
+	if fault == nil {
+		err = alloc()
+	} else {
+		err = fault.use("IOMMU_HWPT_ALLOC", func(id uint32) error {
+			a.Flags |= uapi.IOMMU_HWPT_FAULT_ID_VALID
+			a.FaultId = id
+			args += fmt.Sprintf(" fault %d", id)
+			return alloc()
+		})
 	}
 	if err != nil {
 		return nil, err
@@ -98,9 +162,13 @@ func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (ui
 	var done uint32
 	err := h.use("IOMMU_HWPT_INVALIDATE", func(id uint32) error {
 		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0]))), DataType: dataType, EntryLen: entrySize, EntryNum: n}
-		err := h.fd.do("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %d n %d", id, dataType, n), func(fd int) error { return uapi.IoctlIommuHwptInvalidate(fd, &inv) })
+		err := h.fd.do("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %#x n %d", id, dataType, n), func(fd int) error { return uapi.IoctlIommuHwptInvalidate(fd, &inv) })
 		runtime.KeepAlive(buf)
 		done = inv.EntryNum
+		var e *vfioerr.OpError
+		if errors.As(err, &e) && n > 0 {
+			e.Hint = fmt.Sprintf("the kernel handled %d of %d requests and stopped at request %d", done, n, done)
+		}
 		return err
 	})
 	return done, err
