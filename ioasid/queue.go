@@ -48,12 +48,26 @@ func (q *queue) read(buf []byte, timeout time.Duration) (int, error) {
 	if err := q.f.SetReadDeadline(deadline); err != nil {
 		return 0, q.wrap("read", err)
 	}
-	n, err := q.f.Read(buf)
+	rc, err := q.f.SyscallConn()
+	if err != nil {
+		return 0, q.wrap("read", err)
+	}
+	// An empty iommufd queue reads 0 bytes rather than EAGAIN: both mean
+	// wait until poll says a record is there (or the deadline, or Close).
+	var n int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return !(rerr == unix.EAGAIN || (rerr == nil && n == 0))
+	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, nil
 	}
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
-		return n, q.wrap("read", err)
+		return 0, q.wrap("read", err)
 	}
 	return n, nil
 }
