@@ -166,7 +166,11 @@ func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (ui
 		runtime.KeepAlive(buf)
 		done = inv.EntryNum
 		var e *vfioerr.OpError
-		if errors.As(err, &e) && n > 0 {
+		switch {
+		case !errors.As(err, &e):
+		case errors.Is(err, unix.ENOENT):
+			e.Hint = fmt.Sprintf("hwpt %d is not a nested HWPT", id)
+		case n > 0:
 			e.Hint = fmt.Sprintf("the kernel handled %d of %d requests and stopped at request %d", done, n, done)
 		}
 		return err
