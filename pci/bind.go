@@ -138,6 +138,12 @@ func Bind(addr string, opts BindOptions) ([]Bound, error) {
 		// The group appeared with the driver: check it now, and undo the
 		// bind if it is not viable.
 		if now, err := Get(d.Address); err == nil && now.IOMMUGroup >= 0 {
+			if now.NoIOMMU && !opts.NoIOMMU {
+				// An IOMMU is registered but does not cover this device:
+				// VFIO made a no-IOMMU group, which was not asked for.
+				_, _ = Unbind(d.Address)
+				return nil, fmt.Errorf("pci: %s: %w (no registered IOMMU covers it)", d.Address, ErrNoIOMMU)
+			}
 			if _, err := groupTargets(now, false); err != nil {
 				_, _ = Unbind(d.Address)
 				return nil, err

@@ -40,17 +40,25 @@ func doctorChecks() []check {
 
 	iommus, _ := filepath.Glob("/sys/class/iommu/*")
 	noIOMMU := readTrim("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode") == "Y"
+	var names []string
+	for _, i := range iommus {
+		names = append(names, filepath.Base(i))
+	}
+	registered := ""
+	if len(names) > 0 {
+		registered = " (registered, covering no PCI device: " + strings.Join(names, ", ") + ")"
+	}
+	covers := sysfs.IOMMUCoversPCI()
 	switch {
-	case len(iommus) == 0 && noIOMMU:
-		add("IOMMU enabled", "warn", "no IOMMU; VFIO's unsafe no-IOMMU mode is on (vfio.enable_unsafe_noiommu_mode=1): devices can be bound only with bind --noiommu, get no isolation and taint the kernel",
+	case !covers && noIOMMU:
+		add("IOMMU enabled", "warn", "no IOMMU"+registered+"; VFIO's unsafe no-IOMMU mode is on (vfio.enable_unsafe_noiommu_mode=1): devices can be bound only with bind --noiommu, get no isolation and taint the kernel",
 			"enable VT-d/AMD-Vi and boot with intel_iommu=on (Intel); in a VM add a vIOMMU")
 	case len(iommus) == 0:
 		add("IOMMU enabled", "fail", "no IOMMU registered in /sys/class/iommu", "enable VT-d/AMD-Vi in firmware and boot with intel_iommu=on (Intel) or iommu=pt; in a VM add a vIOMMU")
+	case !covers:
+		add("IOMMU enabled", "warn", strings.Join(names, ", ")+" registered, but no PCI device is in an IOMMU group yet",
+			"an IOMMU for other buses, or one that attaches a device only when a driver binds it (virtio-iommu): bind one and check again")
 	default:
-		var names []string
-		for _, i := range iommus {
-			names = append(names, filepath.Base(i))
-		}
 		add("IOMMU enabled", "ok", strings.Join(names, ", "), "")
 	}
 

@@ -127,6 +127,23 @@ func NoIOMMUDevice(bdf string) bool {
 	return err == nil && NoIOMMUGroup(n)
 }
 
+// IOMMUCoversPCI reports whether an IOMMU translates for some PCI device:
+// one is in an IOMMU group that VFIO did not make in no-IOMMU mode. An
+// IOMMU can be registered and cover none (one for other buses, or one
+// that attaches devices only when a driver binds them, as virtio-iommu).
+func IOMMUCoversPCI() bool {
+	ents, err := os.ReadDir(filepath.Join(Root, "bus", "pci", "devices"))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n, err := DeviceGroup(e.Name()); err == nil && !NoIOMMUGroup(n) {
+			return true
+		}
+	}
+	return false
+}
+
 // NoIOMMUEnabled reports whether VFIO's unsafe no-IOMMU mode is on.
 func NoIOMMUEnabled() bool {
 	b, err := os.ReadFile(filepath.Join(Root, "module", "vfio", "parameters", "enable_unsafe_noiommu_mode"))
