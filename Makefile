@@ -37,7 +37,7 @@ deps:
 	$(GO) mod download
 
 kernels:
-	hack/qemu/kernel.sh legacy compat linux61 headers
+	hack/qemu/kernel.sh legacy compat linux61 iommufdtest headers source
 
 lint:
 	$(GO) vet ./...

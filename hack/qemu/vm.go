@@ -74,9 +74,13 @@ var ProfileNames = []string{"intel", "amd", "virtio"}
 // iommufd, and Linux 6.1, before iommufd (6.2) and the device cdev (6.6).
 var KernelVariants = []string{"legacy", "compat", "linux61"}
 
+// MockKernel is the variant with CONFIG_IOMMUFD_TEST: 6.12 plus iommufd's
+// mock IOMMU, for the features no emulated IOMMU offers.
+const MockKernel = "iommufdtest"
+
 // Spec describes one boot.
 type Spec struct {
-	Kernel  string // variant: legacy or compat
+	Kernel  string // variant: one of KernelVariants or MockKernel
 	Profile string
 	// Packages are Go packages (as `go test` names them, e.g. "./tests/e2e")
 	// whose test binaries run in the guest, one after the other.
