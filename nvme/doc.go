@@ -1,0 +1,19 @@
+// Package nvme is a userspace NVMe driver on vfio and dma: it takes a
+// controller opened with vfio.Open (any backend) and drives it from user
+// space, as SPDK and libvfn do in C.
+//
+// New disables the controller, builds the admin queue pair in one DMA pool
+// mapped once through the Handle's Mapper, enables it within CAP.TO, reads
+// Identify Controller and creates I/O queue pairs. Completions are polled
+// (the fastest path: no system call per command) or, with
+// Options.Interrupts, signalled per queue by an MSI-X vector on an eventfd.
+// Data buffers come from the same pool (Controller.AllocBuffer), so the I/O
+// path maps nothing and allocates nothing.
+//
+// Every command has a deadline (Options.Timeout). A command past it is
+// aborted; when the controller reports a fatal status (CSTS.CFS) or does
+// not answer the abort, the error says so and Reset brings it back.
+//
+// Shell equivalent of what the kernel driver would do instead: none; this
+// package replaces drivers/nvme/host/pci.c for one process.
+package nvme

@@ -1,0 +1,59 @@
+package nvme_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/vfioctl/vfioctl/nvme"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// Read the first 4 KiB of namespace 1 of a controller bound to vfio-pci
+// (vfioctl bind 0000:02:00.0), polling for the completion.
+func Example() {
+	h, err := vfio.Open("0000:02:00.0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	c, err := nvme.New(h, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ns, err := c.Namespace(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	buf, err := c.AllocBuffer(4096)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ns.Read(c.Queue(0), 0, buf); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s: % x\n", c.Identify().Model, buf.Bytes()[:16])
+}
+
+// Keep 32 random reads in flight on one queue for a second.
+func ExampleNamespace_Bench() {
+	h, err := vfio.Open("0000:02:00.0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	c, err := nvme.New(h, &nvme.Options{QueueDepth: 64})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ns, err := c.Namespace(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := ns.Bench(c.Queue(0), nvme.BenchOptions{Depth: 32})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res)
+}

@@ -1,0 +1,256 @@
+package nvme
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// QueuePair is a submission queue and its completion queue. Its methods
+// are safe for concurrent use (one lock per pair); for the most I/O per
+// core give each goroutine its own pair.
+type QueuePair struct {
+	c     *Controller
+	id    int
+	depth int // entries; at most depth-1 commands are outstanding
+
+	mu        sync.Mutex
+	mem       Buffer // SQ entries, then CQ entries, then one PRP page per slot
+	sq        []Command
+	cq        []completion
+	prps      []uint64 // a PRP list per command id, prpStride bytes apart
+	prpStride int
+	sqIOVA    uint64
+	cqIOVA    uint64
+	prpIOVA   uint64
+	tail      uint16
+	head      uint16
+	phase     uint16
+	sqDB      uintptr
+	cqDB      uintptr
+
+	slots    []slot
+	free     []uint16 // command ids not in flight
+	finished []uint16 // completed Submit-ed commands Poll has not reported
+	lost     int      // commands given up on (timed out) until Reset
+	ev       *vfio.Eventfd
+}
+
+// slot is one command id's state.
+type slot struct {
+	busy     bool
+	async    bool // from Submit: reported by Poll
+	done     bool
+	lost     bool // timed out: never reported, freed by its completion or Reset
+	status   Status
+	dw0      uint32
+	deadline time.Time
+}
+
+const prpsPerPage = pageSize / 8
+
+// newQueuePair carves a queue pair of depth entries out of the pool, with
+// a PRP list per command id for transfers of up to maxXfer bytes. Lists
+// are packed several to a page when they are short: a list may start
+// anywhere in a page, as long as it does not cross into the next.
+func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*QueuePair, error) {
+	sqBytes := depth * int(unsafe.Sizeof(Command{}))
+	cqBytes := depth * int(unsafe.Sizeof(completion{}))
+	sqPages := (sqBytes + pageSize - 1) / pageSize
+	cqPages := (cqBytes + pageSize - 1) / pageSize
+	stride := 0 // bytes of PRP list per command id
+	if entries := (maxXfer+pageSize-1)/pageSize - 1; entries > 1 {
+		for stride = 8; stride < entries*8; stride *= 2 {
+		}
+		stride = min(stride, pageSize)
+	}
+	prpBytes := (depth - 1) * stride
+	prpPages := (prpBytes + pageSize - 1) / pageSize
+	mem, err := c.pool.get((sqPages + cqPages + prpPages) * pageSize)
+	if err != nil {
+		return nil, err
+	}
+	b := mem.Bytes()
+	q := &QueuePair{
+		c: c, id: id, depth: depth, mem: mem, ev: ev, prpStride: stride,
+		sq:       unsafe.Slice((*Command)(unsafe.Pointer(&b[0])), depth),
+		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), depth),
+		sqIOVA:   mem.IOVA(),
+		cqIOVA:   mem.IOVA() + uint64(sqPages*pageSize),
+		prpIOVA:  mem.IOVA() + uint64((sqPages+cqPages)*pageSize),
+		sqDB:     c.cap.sqDoorbell(id),
+		cqDB:     c.cap.cqDoorbell(id),
+		slots:    make([]slot, depth-1),
+		free:     make([]uint16, 0, depth-1),
+		finished: make([]uint16, 0, depth-1),
+	}
+	if prpBytes > 0 {
+		q.prps = unsafe.Slice((*uint64)(unsafe.Pointer(&b[(sqPages+cqPages)*pageSize])), prpBytes/8)
+	}
+	q.reset()
+	return q, nil
+}
+
+// reset empties both rings (after a controller reset or before creation).
+func (q *QueuePair) reset() {
+	clear(q.mem.Bytes())
+	q.tail, q.head, q.phase = 0, 0, 1
+	q.free, q.finished, q.lost = q.free[:0], q.finished[:0], 0
+	for i := len(q.slots) - 1; i >= 0; i-- {
+		q.slots[i] = slot{}
+		q.free = append(q.free, uint16(i))
+	}
+}
+
+// ID is the queue pair's id (0: the admin queue).
+func (q *QueuePair) ID() int { return q.id }
+
+// Depth is the number of commands that can be outstanding at once.
+func (q *QueuePair) Depth() int { return q.depth - 1 }
+
+// setPRPs points cmd at n bytes of buf (page aligned, contiguous in IOVA):
+// PRP1 the first page, PRP2 the second or the slot's PRP list. With n 0
+// the command carries no data, or its own pointers (a queue's base).
+func (q *QueuePair) setPRPs(cmd *Command, cid uint16, iova uint64, n int) error {
+	if n == 0 {
+		return nil
+	}
+	pages := (n + pageSize - 1) / pageSize
+	cmd.PRP1, cmd.PRP2 = iova, 0
+	switch {
+	case pages == 1:
+	case pages == 2:
+		cmd.PRP2 = iova + pageSize
+	case (pages-1)*8 <= q.prpStride:
+		first := int(cid) * q.prpStride / 8
+		list := q.prps[first : first+pages-1]
+		for i := range list {
+			list[i] = iova + uint64(i+1)*pageSize
+		}
+		cmd.PRP2 = q.prpIOVA + uint64(int(cid)*q.prpStride)
+	default:
+		return fmt.Errorf("nvme: a %d-byte transfer is more than queue %d's PRP lists take (%d)", n, q.id, (q.prpStride/8+1)*pageSize)
+	}
+	return nil
+}
+
+// submit puts cmd (with n bytes at iova) on the ring and rings the
+// doorbell; async commands are reported by Poll.
+func (q *QueuePair) submit(cmd *Command, iova uint64, n int, async bool) (uint16, error) {
+	if len(q.free) == 0 {
+		return 0, fmt.Errorf("nvme: queue %d is full (%d commands outstanding)", q.id, q.depth-1)
+	}
+	cid := q.free[len(q.free)-1]
+	if err := q.setPRPs(cmd, cid, iova, n); err != nil {
+		return 0, err
+	}
+	q.free = q.free[:len(q.free)-1]
+	cmd.CID = cid
+	q.sq[q.tail] = *cmd
+	q.slots[cid] = slot{busy: true, async: async, deadline: time.Now().Add(q.c.timeout)}
+	q.tail++
+	if int(q.tail) == q.depth {
+		q.tail = 0
+	}
+	q.c.regs.Store32(q.sqDB, uint32(q.tail))
+	return cid, nil
+}
+
+// reap moves the completions the controller has posted into their slots
+// and returns how many.
+func (q *QueuePair) reap() int {
+	n := 0
+	for {
+		e := &q.cq[q.head]
+		st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e.CID))) // CID and status, one load
+		if uint16(st>>16)&1 != q.phase {
+			break
+		}
+		cid := uint16(st)
+		if int(cid) < len(q.slots) && q.slots[cid].busy {
+			s := &q.slots[cid]
+			switch {
+			case s.lost:
+				q.lost--
+				q.release(cid)
+			case s.async:
+				s.done, s.status = true, statusOf(uint16(st>>16))
+				q.finished = append(q.finished, cid)
+			default:
+				s.done, s.status, s.dw0 = true, statusOf(uint16(st>>16)), e.DW0
+			}
+		}
+		q.head++
+		if int(q.head) == q.depth {
+			q.head, q.phase = 0, q.phase^1
+		}
+		n++
+	}
+	if n > 0 {
+		q.c.regs.Store32(q.cqDB, uint32(q.head))
+	}
+	return n
+}
+
+// release frees a completed slot and returns its result.
+func (q *QueuePair) release(cid uint16) (Status, uint32) {
+	s := q.slots[cid]
+	q.slots[cid] = slot{}
+	q.free = append(q.free, cid)
+	return s.status, s.dw0
+}
+
+// wait waits (holding q.mu) until command cid completes, polling or on the
+// queue's eventfd, up to its deadline.
+func (q *QueuePair) wait(cid uint16) (Status, uint32, error) {
+	for spins := 0; ; spins++ {
+		q.reap()
+		if q.slots[cid].done {
+			st, dw0 := q.release(cid)
+			return st, dw0, nil
+		}
+		if q.ev != nil {
+			left := time.Until(q.slots[cid].deadline)
+			if left > 0 {
+				q.mu.Unlock()
+				_, err := q.ev.Wait(left)
+				q.mu.Lock()
+				if err != nil {
+					return 0, 0, err
+				}
+				continue
+			}
+		} else if spins&1023 != 0 {
+			continue
+		}
+		if !time.Now().After(q.slots[cid].deadline) {
+			continue
+		}
+		return 0, 0, q.c.expired(q, cid)
+	}
+}
+
+// exec runs one command to completion.
+func (q *QueuePair) exec(op string, cmd *Command, iova uint64, n int) (uint32, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.c.usable(q); err != nil {
+		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
+	}
+	cid, err := q.submit(cmd, iova, n, false)
+	if err != nil {
+		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
+	}
+	st, dw0, err := q.wait(cid)
+	if err != nil {
+		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
+	}
+	if st != 0 {
+		return dw0, &CommandError{Op: op, Queue: q.id, Status: st}
+	}
+	return dw0, nil
+}
