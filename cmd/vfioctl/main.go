@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vfioctl/vfioctl/nvme"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
@@ -96,7 +97,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), doctorCommand(), completionCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), doctorCommand(), completionCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {
@@ -131,7 +132,7 @@ func exitCode(err error) int {
 	var ce cli.ExitCoder
 	var unsafeErr *pci.UnsafeError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, pci.ErrNoDevice):
+	case errors.As(err, &ue), errors.Is(err, pci.ErrNoDevice), errors.Is(err, nvme.ErrBadRequest):
 		return exitUsage
 	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
 		return exitRefused

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vfioctl/vfioctl/nvme"
+	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+var (
+	nsidFlag = &cli.UintFlag{Name: "nsid", Value: 1, Usage: "namespace id"}
+	irqFlag  = &cli.BoolFlag{Name: "interrupts", Usage: "complete through MSI-X on eventfds instead of polling"}
+)
+
+func nvmeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "nvme",
+		Usage: "drive an NVMe controller bound to vfio-pci from user space (identify, read, write, bench)",
+		UsageText: `vfioctl nvme identify ADDRESS
+   vfioctl nvme read ADDRESS --lba 0 --blocks 8 > blocks.bin
+   vfioctl nvme write ADDRESS --lba 2048 < blocks.bin
+   vfioctl nvme bench ADDRESS --depth 32 --time 5s
+
+The controller is reset and owned by vfioctl while the command runs; the
+kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
+		Subcommands: []*cli.Command{
+			{
+				Name:      "identify",
+				Usage:     "Identify Controller and the namespace",
+				UsageText: "vfioctl nvme identify [--nsid 1] [--json] ADDRESS",
+				Flags:     []cli.Flag{jsonFlag, backendFlag, nsidFlag},
+				Action: func(c *cli.Context) error {
+					return withNVMe(c, nil, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
+						out := struct {
+							Controller *nvme.IdentifyController `json:"controller"`
+							Namespace  nvme.NamespaceInfo       `json:"namespace"`
+							MaxXfer    int                      `json:"max_transfer"`
+						}{ctl.Identify(), ns.Info, ctl.MaxTransfer()}
+						return emit(c, out, func(w io.Writer) {
+							id := ctl.Identify()
+							fprintf(w, "model\t%s\nserial\t%s\nfirmware\t%s\nvendor\t%#04x\nnamespaces\t%d\nmax transfer\t%d bytes\n", id.Model, id.Serial, id.Firmware, id.VendorID, id.Namespaces, ctl.MaxTransfer())
+							fprintf(w, "namespace %d\t%d blocks of %d bytes (%d MiB)\n", ns.Info.ID, ns.Info.Blocks, ns.Info.BlockSize, ns.Info.Bytes()>>20)
+						})
+					})
+				},
+			},
+			{
+				Name:      "read",
+				Usage:     "read blocks to a file or stdout",
+				UsageText: "vfioctl nvme read [--nsid 1] --lba N --blocks N [--output FILE] ADDRESS",
+				Flags: []cli.Flag{backendFlag, nsidFlag,
+					&cli.Uint64Flag{Name: "lba", Usage: "first block", Required: true},
+					&cli.Uint64Flag{Name: "blocks", Value: 1, Usage: "blocks to read"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "file to write (- for stdout)"}},
+				Action: func(c *cli.Context) error {
+					if c.Uint64("blocks") == 0 {
+						return usagef("--blocks must be at least 1")
+					}
+					return withNVMe(c, nil, func(_ *nvme.Controller, ns *nvme.Namespace) error {
+						n := c.Uint64("blocks") * uint64(ns.Info.BlockSize)
+						if n > 1<<30 {
+							return usagef("%d bytes is more than one read command of vfioctl takes (1 GiB)", n)
+						}
+						buf := make([]byte, n)
+						if _, err := ns.ReadAt(buf, int64(c.Uint64("lba"))*int64(ns.Info.BlockSize)); err != nil {
+							return err
+						}
+						w := c.App.Writer
+						if o := c.String("output"); o != "-" {
+							return os.WriteFile(o, buf, 0o644)
+						}
+						_, err := w.Write(buf)
+						return err
+					})
+				},
+			},
+			{
+				Name:      "write",
+				Usage:     "write a file or stdin (whole blocks) at a block",
+				UsageText: "vfioctl nvme write [--nsid 1] --lba N [--input FILE] ADDRESS",
+				Flags: []cli.Flag{backendFlag, nsidFlag,
+					&cli.Uint64Flag{Name: "lba", Usage: "first block", Required: true},
+					&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Value: "-", Usage: "file to read (- for stdin)"}},
+				Action: func(c *cli.Context) error {
+					var data []byte
+					var err error
+					if in := c.String("input"); in == "-" {
+						data, err = io.ReadAll(io.LimitReader(c.App.Reader, 1<<30+1))
+					} else {
+						data, err = os.ReadFile(in)
+					}
+					if err != nil {
+						return err
+					}
+					if len(data) == 0 || len(data) > 1<<30 {
+						return usagef("the input is %d bytes: write takes 1 byte to 1 GiB, in whole blocks", len(data))
+					}
+					return withNVMe(c, nil, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
+						if _, err := ns.WriteAt(data, int64(c.Uint64("lba"))*int64(ns.Info.BlockSize)); err != nil {
+							return err
+						}
+						if ctl.Identify().VWC {
+							return ns.Flush(ctl.Queue(0))
+						}
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "bench",
+				Usage:     "random reads at a queue depth: IOPS and latency percentiles",
+				UsageText: "vfioctl nvme bench [--depth 1] [--time 5s] [--size 4096] [--interrupts] [--json] ADDRESS",
+				Flags: []cli.Flag{jsonFlag, backendFlag, nsidFlag, irqFlag,
+					&cli.IntFlag{Name: "depth", Value: 1, Usage: "reads kept outstanding"},
+					&cli.DurationFlag{Name: "time", Value: 5 * time.Second, Usage: "how long to run"},
+					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per read"}},
+				Action: func(c *cli.Context) error {
+					if c.Int("depth") < 1 || c.Duration("time") <= 0 || c.Int("size") <= 0 {
+						return usagef("--depth, --time and --size must be positive")
+					}
+					opts := &nvme.Options{Interrupts: c.Bool("interrupts"), QueueDepth: max(64, c.Int("depth")+1)}
+					return withNVMe(c, opts, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
+						progress := func(reads uint64, el time.Duration) {
+							if !c.Bool("json") {
+								fmt.Fprintf(c.App.ErrWriter, "\r%s: %d reads, %.0f IOPS", el.Round(time.Second), reads, float64(reads)/el.Seconds())
+							}
+						}
+						res, err := ns.Bench(ctl.Queue(0), nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Size: c.Int("size"), Progress: progress})
+						if !c.Bool("json") {
+							fmt.Fprintln(c.App.ErrWriter)
+						}
+						if err != nil {
+							return err
+						}
+						return emit(c, res, func(w io.Writer) {
+							fprintf(w, "depth %d, %d-byte random reads, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tmax %s\n", c.Int("depth"), c.Int("size"),
+								map[bool]string{false: "polled", true: "MSI-X"}[c.Bool("interrupts")], res.IOPS, res.P50, res.P99, res.Max)
+						})
+					})
+				},
+			},
+		},
+	}
+}
+
+// withNVMe opens the controller of the address argument and its namespace.
+func withNVMe(c *cli.Context, opts *nvme.Options, f func(*nvme.Controller, *nvme.Namespace) error) error {
+	return withDevice(c, func(d *pci.Device, h *vfio.Handle) error {
+		if d.Class>>8 != 0x0108 {
+			return usagef("%s is not an NVMe controller (class %#06x)", d.Address, d.Class)
+		}
+		ctl, err := nvme.New(h, opts)
+		if err != nil {
+			return err
+		}
+		defer ctl.Close()
+		ns, err := ctl.Namespace(uint32(c.Uint("nsid")))
+		if err != nil {
+			return err
+		}
+		return f(ctl, ns)
+	})
+}
