@@ -110,6 +110,10 @@ type Spec struct {
 	Timeout time.Duration
 	// Stream receives the results port as it arrives (nil: not streamed).
 	Stream io.Writer
+	// NVMeImage is the backing file of the nvme (02:00.0; 00:05.0 under
+	// amd), which the caller creates and may check after the boot; empty:
+	// a zeroed 64 MiB file of the boot's own.
+	NVMeImage string
 }
 
 // Result is what one boot produced.
@@ -200,12 +204,15 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err := buildInitramfs(spec, work, initrd); err != nil {
 		return nil, err
 	}
-	nvme := filepath.Join(work, "nvme.img")
-	if err := os.WriteFile(nvme, nil, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Truncate(nvme, 64<<20); err != nil {
-		return nil, err
+	nvme := spec.NVMeImage
+	if nvme == "" {
+		nvme = filepath.Join(work, "nvme.img")
+		if err := os.WriteFile(nvme, nil, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Truncate(nvme, 64<<20); err != nil {
+			return nil, err
+		}
 	}
 	sriov := filepath.Join(work, "nvme-sriov.img")
 	if err := os.WriteFile(sriov, nil, 0o644); err != nil {

@@ -9,11 +9,13 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vfioctl/vfioctl/hack/qemu"
+	"github.com/vfioctl/vfioctl/tests/e2e/internal/pattern"
 )
 
 // guestPackages run inside every boot.
@@ -38,14 +40,17 @@ func TestVM(t *testing.T) {
 		}
 		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
 			t.Run(k+"/"+p, func(t *testing.T) {
-				qemu.Run(t, qemu.Spec{
-					Kernel:   k,
-					Profile:  p,
-					Packages: guestPackages,
-					TestArgs: args,
-					Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl", "bin/vmm": "examples/vmm"},
-					Timeout:  8 * time.Minute,
+				image := hostImage(t)
+				res := qemu.Run(t, qemu.Spec{
+					Kernel:    k,
+					Profile:   p,
+					Packages:  guestPackages,
+					TestArgs:  args,
+					Builds:    map[string]string{"bin/vfioctl": "./cmd/vfioctl", "bin/vmm": "examples/vmm"},
+					Timeout:   8 * time.Minute,
+					NVMeImage: image,
 				})
+				checkImage(t, image, res, args)
 			})
 		}
 	}
@@ -110,4 +115,62 @@ func TestVMBenchmarks(t *testing.T) {
 			t.Errorf("the benchmarks did not all run:\n%s", c.Output)
 		}
 	}
+}
+
+// hostImage writes the nvme's backing file, every block in the host's
+// pattern (tests/e2e/internal/pattern).
+func hostImage(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "nvme.img")
+	b := make([]byte, pattern.ImageSize)
+	pattern.Host(b, 0)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkImage checks the image after the boot: the slot of every mode whose
+// TestNVMeIntegrity subtest passed holds the guest's pattern; every other
+// block outside the scratch area still holds the host's. An unfiltered run
+// must have run the test.
+func checkImage(t *testing.T, path string, res *qemu.Result, args []string) {
+	t.Helper()
+	if res == nil || !res.Done {
+		return // the boot failed, and says so
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != pattern.ImageSize {
+		t.Fatalf("the nvme image is %d bytes after the boot, want %d", len(b), pattern.ImageSize)
+	}
+	out := ""
+	for _, c := range res.Commands {
+		out += c.Output
+	}
+	passed := 0
+	for slot, m := range pattern.SlotModes {
+		first := uint64(pattern.WriteStart + slot*pattern.SlotBlocks)
+		region := b[first*pattern.BlockSize : (first+pattern.SlotBlocks)*pattern.BlockSize]
+		want, who := pattern.Host, "the host's (its mode did not pass)"
+		if strings.Contains(out, "--- PASS: TestNVMeIntegrity/"+m+" ") {
+			passed++
+			want, who = func(b []byte, blk uint64) { pattern.Guest(b, blk, slot) }, "the guest's"
+		}
+		if bad := pattern.Mismatch(region, first, want); bad >= 0 {
+			t.Errorf("image after the boot: block %d of slot %d (%s) is not %s", bad, slot, m, who)
+		}
+	}
+	end := pattern.WriteStart + len(pattern.SlotModes)*pattern.SlotBlocks
+	for _, r := range [][2]int{{0, pattern.WriteStart}, {end, pattern.ScratchStart}} {
+		if bad := pattern.Mismatch(b[r[0]*pattern.BlockSize:r[1]*pattern.BlockSize], uint64(r[0]), pattern.Host); bad >= 0 {
+			t.Errorf("image after the boot: block %d, which no test writes, is not the host's: % x", bad, b[bad*pattern.BlockSize:bad*pattern.BlockSize+32])
+		}
+	}
+	if passed == 0 && len(args) == 0 {
+		t.Errorf("no TestNVMeIntegrity mode passed in the guest, so the image check proves nothing")
+	}
+	t.Logf("nvme image: %d modes' writes found where they belong, the rest of the %d MiB untouched", passed, pattern.ImageSize>>20)
 }

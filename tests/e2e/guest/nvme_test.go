@@ -1,0 +1,249 @@
+package guest
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vfioctl/vfioctl/nvme"
+	"github.com/vfioctl/vfioctl/tests/e2e/internal/pattern"
+	"github.com/vfioctl/vfioctl/vfio"
+)
+
+// openNVMe opens the nvme (behind its root port; on the root bus under
+// amd) in mode m and takes it over with the userspace driver.
+func openNVMe(t *testing.T, m mode, opts *nvme.Options) (*nvme.Controller, *nvme.Namespace) {
+	t.Helper()
+	addr := findDevice(t, wantDevices["nvme"])
+	vfioDevice(t, addr)
+	h, err := vfio.Open(addr, &vfio.Options{Backend: m.backend, IOMMU: m.iommu})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, err := nvme.New(h, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("closing the controller: %v", err)
+		}
+	})
+	ns, err := c.Namespace(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ns
+}
+
+// TestNVMeDriver: in every mode, polled and with MSI-X, the userspace
+// driver identifies the QEMU controller, writes and reads back transfers
+// of one block, two pages and a PRP list, flushes, and refuses bad input
+// before the controller sees it.
+func TestNVMeDriver(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		for _, irq := range []bool{false, true} {
+			t.Run(map[bool]string{false: "polled", true: "msix"}[irq], func(t *testing.T) { nvmeDriver(t, m, irq) })
+		}
+	})
+}
+
+func nvmeDriver(t *testing.T, m mode, irq bool) {
+	c, ns := openNVMe(t, m, &nvme.Options{Queues: 2, Interrupts: irq})
+	id := c.Identify()
+	if id.Serial != "vfioctl0" || !strings.Contains(id.Model, "QEMU NVMe") || id.Namespaces < 1 {
+		t.Errorf("identify: %+v", id)
+	}
+	if ns.Info.BlockSize != 512 || ns.Info.Bytes() != pattern.ImageSize {
+		t.Errorf("namespace 1: %+v, want 512-byte blocks, %d bytes", ns.Info, pattern.ImageSize)
+	}
+	for _, size := range []int{512, 8192, 64 << 10, c.MaxTransfer()} {
+		w, err := c.AllocBuffer(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := c.AllocBuffer(size)
+		for i := range w.Bytes() {
+			w.Bytes()[i] = byte(i*7 + size)
+		}
+		lba := uint64(pattern.ScratchStart + size/512)
+		q := c.Queue(size % 2)
+		if err := ns.Write(q, lba, w); err != nil {
+			t.Fatalf("write %d bytes (irq %v): %v", size, irq, err)
+		}
+		if err := ns.Read(q, lba, r); err != nil {
+			t.Fatalf("read %d bytes (irq %v): %v", size, irq, err)
+		}
+		if !bytes.Equal(w.Bytes()[:size], r.Bytes()[:size]) {
+			t.Errorf("%d bytes (irq %v): read back differs", size, irq)
+		}
+		c.FreeBuffer(w)
+		c.FreeBuffer(r)
+	}
+	// The I/O path allocates nothing: a read to completion, and a
+	// submitted read reaped by Poll.
+	hot, _ := c.AllocBuffer(4096)
+	q := c.Queue(1)
+	if a := testing.AllocsPerRun(200, func() {
+		if err := ns.Read(q, 8, hot); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("Read allocates %.1f times per call (irq %v)", a, irq)
+	}
+	var reaped int
+	count := func(uint16, error) { reaped++ }
+	if a := testing.AllocsPerRun(200, func() {
+		if _, err := ns.Submit(q, nvme.OpRead, 16, hot); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n == 0; {
+			var err error
+			if n, err = q.Poll(true, count); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}); a != 0 || reaped != 201 {
+		t.Errorf("Submit+Poll allocates %.1f times per read (irq %v); %d reaped", a, irq, reaped)
+	}
+	c.FreeBuffer(hot)
+	if err := ns.Flush(c.Queue(0)); err != nil {
+		t.Error(err)
+	}
+	buf, _ := c.AllocBuffer(4096)
+	for _, bad := range []struct {
+		what string
+		err  error
+	}{
+		{"past the end", ns.Read(c.Queue(0), ns.Info.Blocks-1, buf)},
+		{"the first LBA past the end", ns.Write(c.Queue(0), ns.Info.Blocks, buf)},
+		{"an empty buffer", ns.Read(c.Queue(0), 0, nvme.Buffer{})},
+	} {
+		if !errors.Is(bad.err, nvme.ErrBadRequest) {
+			t.Errorf("%s: %v, want ErrBadRequest", bad.what, bad.err)
+		}
+	}
+	if _, err := ns.ReadAt(make([]byte, 100), 0); !errors.Is(err, nvme.ErrBadRequest) {
+		t.Errorf("a 100-byte read: %v, want ErrBadRequest", err)
+	}
+	if _, err := c.Namespace(2); err == nil {
+		t.Error("namespace 2 of a one-namespace controller opened")
+	}
+	c.FreeBuffer(buf)
+}
+
+// TestNVMeIntegrity: the host filled the nvme's image with its pattern
+// before the boot. In every mode the driver reads blocks across the disk
+// (single pages, PRP lists, the largest transfer) and finds exactly the
+// host's bytes; it writes the guest pattern into the mode's slot and reads
+// it back. After shutdown the host test checks the image: the slots of
+// the modes that passed hold the guest pattern, and every other block
+// outside the scratch area still holds the host's.
+func TestNVMeIntegrity(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		c, ns := openNVMe(t, m, nil)
+		q := c.Queue(0)
+		if ns.Info.Blocks != pattern.Blocks || ns.Info.BlockSize != pattern.BlockSize {
+			t.Fatalf("namespace %+v, want %d blocks of %d bytes", ns.Info, pattern.Blocks, pattern.BlockSize)
+		}
+		check := func(lba uint64, buf nvme.Buffer, want func([]byte, uint64), what string) {
+			t.Helper()
+			if err := ns.Read(q, lba, buf); err != nil {
+				t.Fatalf("read %d bytes at block %d: %v", buf.Len(), lba, err)
+			}
+			if bad := pattern.Mismatch(buf.Bytes(), lba, want); bad >= 0 {
+				t.Fatalf("reading %d bytes at block %d: block %d is not %s", buf.Len(), lba, bad, what)
+			}
+		}
+		page, _ := c.AllocBuffer(4096)
+		big, err := c.AllocBuffer(c.MaxTransfer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.FreeBuffer(page)
+		defer c.FreeBuffer(big)
+		for i := uint64(0); i < 64; i++ {
+			lba := i * (pattern.WriteStart / 64) / 8 * 8
+			check(lba+i%8, page, pattern.Host, "the host's") // unaligned to pages on the disk too
+		}
+		check(pattern.WriteStart-uint64(big.Len()/pattern.BlockSize), big, pattern.Host, "the host's")
+
+		slot := pattern.Slot(m.name)
+		first := uint64(pattern.WriteStart + slot*pattern.SlotBlocks)
+		w, _ := c.AllocBuffer(pattern.SlotBlocks * pattern.BlockSize)
+		defer c.FreeBuffer(w)
+		check(first, w, pattern.Host, "the host's (before this mode writes)")
+		pattern.Guest(w.Bytes(), first, slot)
+		if err := ns.Write(q, first, w); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Flush(q); err != nil {
+			t.Fatal(err)
+		}
+		clear(w.Bytes())
+		check(first, w, func(b []byte, blk uint64) { pattern.Guest(b, blk, slot) }, "the guest's just written")
+		check(first-8, page, func(b []byte, blk uint64) {
+			if blk < first {
+				if slot == 0 {
+					pattern.Host(b, blk)
+				} else {
+					pattern.Guest(b, blk, slot-1)
+				}
+			} else {
+				pattern.Guest(b, blk, slot)
+			}
+		}, "the previous slot's, then this one's")
+	})
+}
+
+// TestNVMeFatalAndReset: with bus mastering turned off behind the
+// driver's back, QEMU's nvme cannot fetch the command and sets CSTS.CFS.
+// The read fails within its timeout with ErrFatal, later commands fail at
+// once the same way, and Reset brings the controller back: the same read
+// then returns the host's data.
+func TestNVMeFatalAndReset(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		if m.name != "vfio_type1v2_iommu" && m.name != "iommufd" {
+			t.Skip("two modes suffice: the failure is the device's")
+		}
+		for _, irq := range []bool{false, true} {
+			t.Run(map[bool]string{false: "polled", true: "msix"}[irq], func(t *testing.T) { nvmeFatal(t, m, irq) })
+		}
+	})
+}
+
+func nvmeFatal(t *testing.T, m mode, irq bool) {
+	c, ns := openNVMe(t, m, &nvme.Options{Interrupts: irq, Timeout: time.Second})
+	buf, _ := c.AllocBuffer(4096)
+	h := c.Handle()
+	cfg, err := h.Device.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ := cfg.Command()
+	if err := cfg.Write16(vfio.PCICommand, cmd&^vfio.PCICommandMaster); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = ns.Read(c.Queue(0), 0, buf)
+	took := time.Since(start)
+	if !errors.Is(err, nvme.ErrFatal) || took < time.Second || took > 3*time.Second {
+		t.Fatalf("a read with bus mastering off (irq %v): %v after %s; want ErrFatal after the 1 s timeout", irq, err, took)
+	}
+	if err := ns.Read(c.Queue(0), 0, buf); !errors.Is(err, nvme.ErrFatal) {
+		t.Errorf("the next read: %v, want ErrFatal at once", err)
+	}
+	if err := c.Reset(); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	if err := ns.Read(c.Queue(0), 0, buf); err != nil {
+		t.Fatalf("a read after Reset: %v", err)
+	}
+	if bad := pattern.Mismatch(buf.Bytes(), 0, pattern.Host); bad >= 0 {
+		t.Errorf("after Reset block %d is not the host's", bad)
+	}
+	c.FreeBuffer(buf)
+}
