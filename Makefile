@@ -9,7 +9,7 @@
 #               with the oldest Go it supports (MIN_GO)
 #   make unit   host tests with -race (no VM)
 #   make e2e    the guest suite in every kernel and vIOMMU, and the harness's own tests
-#   make bench  the guest benchmarks (map+unmap per mode, 256 MiB three ways)
+#   make bench  the guest benchmarks (map+unmap per mode, 256 MiB three ways; the userspace NVMe driver against the kernel's)
 
 SHELL := /bin/bash
 GO ?= go
@@ -56,7 +56,8 @@ e2e: kernels
 	$(GO) test -count=1 -p 1 -timeout 60m ./tests/e2e ./hack/qemu
 
 bench: kernels
-	$(GO) test -count=1 -run '^TestVMBenchmarks$$' -v ./tests/e2e
+	hack/qemu/kernel.sh bench
+	VFIOCTL_NVME_BENCH=5s $(GO) test -count=1 -timeout 30m -run '^(TestVMBenchmarks|TestVMNVMeBench)$$' -v ./tests/e2e
 
 vfioctl:
 	$(GO) build -o bin/vfioctl ./cmd/vfioctl

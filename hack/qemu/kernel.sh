@@ -5,6 +5,7 @@
 #   legacy      Linux 6.12: tinyconfig + kernel/base.config (type1 container, iommufd, cdev)
 #   compat      Linux 6.12: legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
 #   iommufdtest Linux 6.12: legacy + kernel/iommufdtest.config (CONFIG_IOMMUFD_TEST's mock IOMMU)
+#   bench       Linux 6.12: legacy + kernel/bench.config (io_uring, for make bench)
 #   linux61     Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
 #               without the options kernel/linux61.absent names, every other one checked
 #   headers     the sanitized uapi headers of the 6.12 tree (prints the include dir)
@@ -108,6 +109,7 @@ from_legacy() {
 }
 recipe_compat() { from_legacy "$1" "$here/kernel/compat.config"; }
 recipe_iommufdtest() { from_legacy "$1" "$here/kernel/iommufdtest.config"; }
+recipe_bench() { from_legacy "$1" "$here/kernel/bench.config"; }
 
 compile() {
 	make -s -C "$srcdir" O="$1" -j"$jobs" bzImage >"$1/build.log" 2>&1
@@ -118,14 +120,14 @@ key() {
 	local files=("$here/kernel/base.config") fns=(apply compile "recipe_$1")
 	case $1 in
 	linux61) files+=("$here/kernel/linux61.absent") ;;
-	compat | iommufdtest) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
+	compat | iommufdtest | bench) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
 	esac
 	(echo "$1"; cat "${files[@]}"; declare -f "${fns[@]}") | sha256sum | cut -c1-12
 }
 
 build() {
 	local variant=$1
-	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, headers, source)"
+	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, bench, headers, source)"
 	local dir=$cache/build/$variant
 	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
 	local out=$cache/kernels/$kver-$variant-$(key "$variant")
