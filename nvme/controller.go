@@ -21,6 +21,9 @@ type Options struct {
 	Interrupts bool          // complete through MSI-X vectors on eventfds instead of polling
 	PoolSize   int           // bytes of DMA memory for queues, PRP lists and buffers (default 8 MiB)
 	Timeout    time.Duration // per command (default 5 s)
+	// NoShadowDoorbells writes every doorbell register even where the
+	// controller offers shadow doorbells (Doorbell Buffer Config).
+	NoShadowDoorbells bool
 }
 
 // Controller is an NVMe controller driven from user space.
@@ -33,10 +36,12 @@ type Controller struct {
 	timeout time.Duration
 	opts    Options
 
-	admin *QueuePair
-	io    []*QueuePair
-	evs   []*vfio.Eventfd // MSI-X vector i: queue i (0: admin)
-	ident *IdentifyController
+	admin    *QueuePair
+	io       []*QueuePair
+	evs      []*vfio.Eventfd // MSI-X vector i: queue i (0: admin)
+	ident    *IdentifyController
+	dbbuf    Buffer // shadow doorbells, then EventIdx (one page each)
+	shadowed bool
 
 	fatal  atomic.Bool // CSTS.CFS seen, or the admin queue lost: Reset needed
 	resets sync.Mutex  // Reset and Close exclude each other
@@ -63,7 +68,7 @@ func New(h *vfio.Handle, opts *Options) (*Controller, error) {
 		if opts.Timeout > 0 {
 			o.Timeout = opts.Timeout
 		}
-		o.QueueDepth, o.Interrupts = opts.QueueDepth, opts.Interrupts
+		o.QueueDepth, o.Interrupts, o.NoShadowDoorbells = opts.QueueDepth, opts.Interrupts, opts.NoShadowDoorbells
 	}
 	c := &Controller{h: h, dev: h.Device, timeout: o.Timeout, opts: o}
 	c.fatal.Store(true) // until start is done
@@ -194,6 +199,9 @@ func (c *Controller) start() error {
 			}
 			c.io = append(c.io, q)
 		}
+	}
+	if err := c.shadowDoorbells(); err != nil {
+		return err
 	}
 	n := uint32(len(c.io) - 1)
 	dw0, err := c.admin.exec("set features (number of queues)", &Command{Opcode: adminSetFeatures, CDW10: featureNumQueues, CDW11: n<<16 | n}, 0, 0)
@@ -327,6 +335,9 @@ func (c *Controller) Reset() error {
 	}
 	return c.start()
 }
+
+// ShadowDoorbells reports whether the I/O queues use shadow doorbells.
+func (c *Controller) ShadowDoorbells() bool { return c.shadowed }
 
 // Handle is the vfio Handle the controller was made from.
 func (c *Controller) Handle() *vfio.Handle { return c.h }

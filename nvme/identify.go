@@ -17,6 +17,7 @@ type IdentifyController struct {
 	ControllerID uint16 `json:"controller_id"`
 	Version      uint32 `json:"version"`
 	Namespaces   uint32 `json:"namespaces"` // NN: the highest namespace id
+	OACS         uint16 `json:"oacs"`       // optional admin commands
 	ONCS         uint16 `json:"oncs"`       // optional NVM commands
 	VWC          bool   `json:"volatile_write_cache"`
 }
@@ -56,7 +57,7 @@ func (c *Controller) identifyController() (*IdentifyController, error) {
 		id = IdentifyController{
 			VendorID: le.Uint16(b[0:]), Serial: text(b[4:24]), Model: text(b[24:64]), Firmware: text(b[64:72]),
 			MDTS: b[77], ControllerID: le.Uint16(b[78:]), Version: le.Uint32(b[80:]),
-			Namespaces: le.Uint32(b[516:]), ONCS: le.Uint16(b[520:]), VWC: b[525]&1 != 0,
+			Namespaces: le.Uint32(b[516:]), OACS: le.Uint16(b[256:]), ONCS: le.Uint16(b[520:]), VWC: b[525]&1 != 0,
 		}
 		if b[512]&0xf > 6 || b[513]&0xf > 4 {
 			return fmt.Errorf("nvme: %s needs SQ/CQ entries of 2^%d/2^%d bytes; the driver uses 64/16", c.dev.Name(), b[512]&0xf, b[513]&0xf)

@@ -91,3 +91,20 @@ func TestHistogram(t *testing.T) {
 		t.Errorf("max %s over %d", h.max, h.over)
 	}
 }
+
+func TestNeedEvent(t *testing.T) {
+	for _, tc := range []struct {
+		ev, v, old uint16
+		want       bool
+	}{
+		{ev: 4, v: 5, old: 4, want: true},         // the controller waits for 4 -> 5
+		{ev: 3, v: 5, old: 4, want: false},        // it waited for 3, saw 4: it looks on by itself
+		{ev: 4, v: 6, old: 3, want: true},         // 3 -> 6 passes the awaited 4
+		{ev: 65535, v: 1, old: 65534, want: true}, // wraps
+		{ev: 10, v: 5, old: 4, want: false},       // EventIdx ahead: no write
+	} {
+		if got := needEvent(tc.ev, tc.v, tc.old); got != tc.want {
+			t.Errorf("needEvent(ev %d, %d -> %d) = %v", tc.ev, tc.old, tc.v, got)
+		}
+	}
+}

@@ -30,8 +30,8 @@ type QueuePair struct {
 	tail      uint16
 	head      uint16
 	phase     uint16
-	sqDB      uintptr
-	cqDB      uintptr
+	sqDB      doorbell
+	cqDB      doorbell
 
 	slots    []slot
 	free     []uint16 // command ids not in flight
@@ -82,8 +82,8 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 		sqIOVA:   mem.IOVA(),
 		cqIOVA:   mem.IOVA() + uint64(sqPages*pageSize),
 		prpIOVA:  mem.IOVA() + uint64((sqPages+cqPages)*pageSize),
-		sqDB:     c.cap.sqDoorbell(id),
-		cqDB:     c.cap.cqDoorbell(id),
+		sqDB:     doorbell{reg: c.cap.sqDoorbell(id)},
+		cqDB:     doorbell{reg: c.cap.cqDoorbell(id)},
 		slots:    make([]slot, depth-1),
 		free:     make([]uint16, 0, depth-1),
 		finished: make([]uint16, 0, depth-1),
@@ -156,7 +156,7 @@ func (q *QueuePair) submit(cmd *Command, iova uint64, n int, async bool) (uint16
 	if int(q.tail) == q.depth {
 		q.tail = 0
 	}
-	q.c.regs.Store32(q.sqDB, uint32(q.tail))
+	q.sqDB.ring(q.c, q.tail)
 	return cid, nil
 }
 
@@ -191,7 +191,7 @@ func (q *QueuePair) reap() int {
 		n++
 	}
 	if n > 0 {
-		q.c.regs.Store32(q.cqDB, uint32(q.head))
+		q.cqDB.ring(q.c, q.head)
 	}
 	return n
 }

@@ -40,7 +40,7 @@ func TestVMNVMeBench(t *testing.T) {
 		TestArgs:  []string{"-test.run=^TestNVMeVersusKernel$", "-test.v"},
 		Env:       []string{"VFIOCTL_NVME_BENCH=" + per},
 		NVMeImage: image,
-		Timeout:   10*time.Minute + 24*3*d,
+		Timeout:   10*time.Minute + 30*3*d,
 	})
 	for _, c := range res.Commands {
 		if i := strings.Index(c.Output, "NVMETABLE"); i >= 0 {

@@ -53,6 +53,9 @@ func TestNVMeDriver(t *testing.T) {
 
 func nvmeDriver(t *testing.T, m mode, irq bool) {
 	c, ns := openNVMe(t, m, &nvme.Options{Queues: 2, Interrupts: irq})
+	if !c.ShadowDoorbells() {
+		t.Errorf("QEMU's nvme offers Doorbell Buffer Config (OACS %#x), but the driver did not turn shadow doorbells on", c.Identify().OACS)
+	}
 	id := c.Identify()
 	if id.Serial != "vfioctl0" || !strings.Contains(id.Model, "QEMU NVMe") || id.Namespaces < 1 {
 		t.Errorf("identify: %+v", id)
