@@ -2,7 +2,10 @@ package nvme
 
 import (
 	"fmt"
+	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // BenchOptions configure Bench.
@@ -13,6 +16,11 @@ type BenchOptions struct {
 	// Progress, if set, is called about once a second with the reads so
 	// far and the time elapsed.
 	Progress func(reads uint64, elapsed time.Duration)
+	// Pin keeps the benchmark's thread on CPU, as SPDK pins its reactors:
+	// a polling thread that migrates between CPUs pays for it in its tail
+	// latency (measured under QEMU: p99 3 ms unpinned, 70 µs pinned).
+	Pin bool
+	CPU int
 }
 
 // BenchResult is what Bench measured.
@@ -81,6 +89,20 @@ func (ns *Namespace) Bench(q *QueuePair, o BenchOptions) (BenchResult, error) {
 	}
 	if o.Size%ns.Info.BlockSize != 0 || o.Size > ns.c.MaxTransfer() || uint64(o.Size) > ns.Info.Bytes() {
 		return BenchResult{}, ns.bad("reads of %d bytes", o.Size)
+	}
+	if o.Pin {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			return BenchResult{}, fmt.Errorf("nvme: bench: %w", err)
+		}
+		defer unix.SchedSetaffinity(0, &set)
+		var one unix.CPUSet
+		one.Set(o.CPU)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return BenchResult{}, fmt.Errorf("nvme: bench: pinning to CPU %d: %w", o.CPU, err)
+		}
 	}
 	bufs := make([]Buffer, o.Depth)
 	for i := range bufs {

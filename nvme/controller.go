@@ -377,6 +377,9 @@ func (c *Controller) Close() error {
 	if c.closed.Swap(true) {
 		return vfioerr.ErrClosed
 	}
+	for _, ev := range c.evs {
+		_ = ev.Signal(1) // end the waits in progress: they see closed
+	}
 	for _, q := range append([]*QueuePair{c.admin}, c.io...) {
 		q.mu.Lock()
 		defer q.mu.Unlock()

@@ -74,7 +74,7 @@ func (c *Controller) identifyController() (*IdentifyController, error) {
 // is not active is an error naming it (nothing is sent to it).
 func (c *Controller) Namespace(nsid uint32) (*Namespace, error) {
 	if nsid == 0 || nsid > c.ident.Namespaces {
-		return nil, fmt.Errorf("nvme: %s has namespaces 1 to %d, not %d", c.dev.Name(), c.ident.Namespaces, nsid)
+		return nil, fmt.Errorf("%w: %s has namespaces 1 to %d, not %d", ErrBadRequest, c.dev.Name(), c.ident.Namespaces, nsid)
 	}
 	info := NamespaceInfo{ID: nsid}
 	err := c.identify(fmt.Sprintf("identify namespace %d", nsid), 0, nsid, func(b []byte) error {
@@ -92,7 +92,7 @@ func (c *Controller) Namespace(nsid uint32) (*Namespace, error) {
 		return nil, err
 	}
 	if info.Blocks == 0 {
-		return nil, fmt.Errorf("nvme: %s: namespace %d is not active", c.dev.Name(), nsid)
+		return nil, fmt.Errorf("%w: %s: namespace %d is not active", ErrBadRequest, c.dev.Name(), nsid)
 	}
 	if info.BlockSize < 512 || info.BlockSize > pageSize {
 		return nil, fmt.Errorf("nvme: namespace %d: %d-byte blocks are not supported", nsid, info.BlockSize)

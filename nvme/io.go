@@ -144,10 +144,7 @@ func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, erro
 			return 1, nil
 		}
 		if q.ev != nil {
-			q.mu.Unlock()
-			_, err := q.ev.Wait(left)
-			q.mu.Lock()
-			if err != nil {
+			if err := q.waitIRQ(left); err != nil {
 				return 0, err
 			}
 		}

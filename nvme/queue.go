@@ -7,7 +7,10 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // QueuePair is a submission queue and its completion queue. Its methods
@@ -38,6 +41,7 @@ type QueuePair struct {
 	finished []uint16 // completed Submit-ed commands Poll has not reported
 	lost     int      // commands given up on (timed out) until Reset
 	ev       *vfio.Eventfd
+	evfd     int // ev's descriptor, waited on directly (no poller hop)
 }
 
 // slot is one command id's state.
@@ -75,8 +79,15 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 		return nil, err
 	}
 	b := mem.Bytes()
+	evfd := -1
+	if ev != nil {
+		var err error
+		if evfd, err = ev.FD(); err != nil {
+			return nil, err
+		}
+	}
 	q := &QueuePair{
-		c: c, id: id, depth: depth, mem: mem, ev: ev, prpStride: stride,
+		c: c, id: id, depth: depth, mem: mem, ev: ev, evfd: evfd, prpStride: stride,
 		sq:       unsafe.Slice((*Command)(unsafe.Pointer(&b[0])), depth),
 		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), depth),
 		sqIOVA:   mem.IOVA(),
@@ -216,10 +227,7 @@ func (q *QueuePair) wait(cid uint16) (Status, uint32, error) {
 		if q.ev != nil {
 			left := time.Until(q.slots[cid].deadline)
 			if left > 0 {
-				q.mu.Unlock()
-				_, err := q.ev.Wait(left)
-				q.mu.Lock()
-				if err != nil {
+				if err := q.waitIRQ(left); err != nil {
 					return 0, 0, err
 				}
 				continue
@@ -253,4 +261,27 @@ func (q *QueuePair) exec(op string, cmd *Command, iova uint64, n int) (uint32, e
 		return dw0, &CommandError{Op: op, Queue: q.id, Status: st}
 	}
 	return dw0, nil
+}
+
+// waitIRQ waits (q.mu held, released meanwhile) at most left for the
+// queue's MSI-X vector to fire. It polls the eventfd in this thread
+// instead of parking the goroutine in Go's poller: one wakeup fewer on
+// the completion path. Close signals the eventfd to end a wait, and
+// closes it only while holding q.mu, which waitIRQ retakes before it
+// reads the counter.
+func (q *QueuePair) waitIRQ(left time.Duration) error {
+	q.mu.Unlock()
+	fds := [1]unix.PollFd{{Fd: int32(q.evfd), Events: unix.POLLIN}}
+	ts := unix.NsecToTimespec(int64(left))
+	_, err := unix.Ppoll(fds[:], &ts, nil)
+	q.mu.Lock()
+	if q.c.closed.Load() {
+		return vfioerr.ErrClosed
+	}
+	if err != nil && err != unix.EINTR {
+		return err
+	}
+	var b [8]byte
+	_, _ = unix.Read(q.evfd, b[:]) // clear the count; EAGAIN if the wait timed out
+	return nil
 }

@@ -115,11 +115,12 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 			{
 				Name:      "bench",
 				Usage:     "random reads at a queue depth: IOPS and latency percentiles",
-				UsageText: "vfioctl nvme bench [--depth 1] [--time 5s] [--size 4096] [--interrupts] [--json] ADDRESS",
+				UsageText: "vfioctl nvme bench [--depth 1] [--time 5s] [--size 4096] [--cpu N] [--interrupts] [--json] ADDRESS",
 				Flags: []cli.Flag{jsonFlag, backendFlag, nsidFlag, irqFlag,
 					&cli.IntFlag{Name: "depth", Value: 1, Usage: "reads kept outstanding"},
 					&cli.DurationFlag{Name: "time", Value: 5 * time.Second, Usage: "how long to run"},
-					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per read"}},
+					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per read"},
+					&cli.IntFlag{Name: "cpu", Value: -1, Usage: "pin the polling thread to this CPU (-1: do not pin)"}},
 				Action: func(c *cli.Context) error {
 					if c.Int("depth") < 1 || c.Duration("time") <= 0 || c.Int("size") <= 0 {
 						return usagef("--depth, --time and --size must be positive")
@@ -131,7 +132,7 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 								fmt.Fprintf(c.App.ErrWriter, "\r%s: %d reads, %.0f IOPS", el.Round(time.Second), reads, float64(reads)/el.Seconds())
 							}
 						}
-						res, err := ns.Bench(ctl.Queue(0), nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Size: c.Int("size"), Progress: progress})
+						res, err := ns.Bench(ctl.Queue(0), nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Size: c.Int("size"), Progress: progress, Pin: c.Int("cpu") >= 0, CPU: c.Int("cpu")})
 						if !c.Bool("json") {
 							fmt.Fprintln(c.App.ErrWriter)
 						}

@@ -1,8 +1,10 @@
 package guest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/tests/e2e/internal/pattern"
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
@@ -348,6 +351,84 @@ func TestCLIUnprivilegedRead(t *testing.T) {
 			if c := compat(string(out)); c == "" || c != compat(root) {
 				t.Errorf("doctor's compat probe as nobody %q, as root %q", c, compat(root))
 			}
+		}
+	}
+}
+
+// TestCLINVMe: vfioctl nvme identifies the controller, reads the host's
+// blocks to stdout, writes a file to the scratch area and reads it back,
+// benchmarks briefly as JSON, and refuses bad input with exit 2.
+func TestCLINVMe(t *testing.T) {
+	addr := findDevice(t, wantDevices["nvme"])
+	vfioDevice(t, addr)
+	var id struct {
+		Controller struct {
+			Serial string `json:"serial"`
+			Model  string `json:"model"`
+		} `json:"controller"`
+		Namespace struct {
+			Blocks    uint64 `json:"blocks"`
+			BlockSize int    `json:"block_size"`
+		} `json:"namespace"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "identify", addr, "--json")), &id); err != nil {
+		t.Fatal(err)
+	}
+	if id.Controller.Serial != "vfioctl0" || id.Namespace.Blocks != pattern.Blocks || id.Namespace.BlockSize != pattern.BlockSize {
+		t.Errorf("identify: %+v", id)
+	}
+	cmd := exec.Command("/bin/vfioctl", "nvme", "read", addr, "--lba", "100", "--blocks", "16")
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nvme read: %v", err)
+	}
+	if len(got) != 16*pattern.BlockSize || pattern.Mismatch(got, 100, pattern.Host) >= 0 {
+		t.Errorf("nvme read of blocks 100-115: %d bytes, not the host's", len(got))
+	}
+
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in"), filepath.Join(dir, "out")
+	data := make([]byte, 8192)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	if err := os.WriteFile(in, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lba := fmt.Sprint(pattern.ScratchStart + 4096)
+	mustExit(t, 0, "nvme", "write", addr, "--lba", lba, "--input", in)
+	mustExit(t, 0, "nvme", "read", addr, "--lba", lba, "--blocks", "16", "--output", out)
+	if back, err := os.ReadFile(out); err != nil || !bytes.Equal(back, data) {
+		t.Errorf("the file read back differs (%v)", err)
+	}
+
+	var res struct {
+		Reads uint64  `json:"reads"`
+		IOPS  float64 `json:"iops"`
+		P99   int64   `json:"p99_ns"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "1s", "--depth", "4", "--cpu", "1", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Reads == 0 || res.IOPS <= 0 || res.P99 <= 0 {
+		t.Errorf("bench: %+v", res)
+	}
+
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, make([]byte, 100), 0o644)
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"nvme", "read", addr, "--lba", fmt.Sprint(pattern.Blocks), "--blocks", "1"}, "past the end"},
+		{[]string{"nvme", "write", addr, "--lba", lba, "--input", short}, "whole"},
+		{[]string{"nvme", "identify", addr, "--nsid", "2"}, "namespace 2"},
+		{[]string{"nvme", "identify", eduAddr(t)}, "not an NVMe controller"},
+		{[]string{"nvme", "bench", addr, "--depth", "0"}, "positive"},
+	} {
+		out, code := vfioctl(t, c.args...)
+		if code != 2 || !strings.Contains(out, c.says) {
+			t.Errorf("vfioctl %s: exit %d, want 2 saying %q:\n%s", strings.Join(c.args, " "), code, c.says, out)
 		}
 	}
 }

@@ -119,7 +119,7 @@ func benchOurs(addr string, b vfio.Backend, iommu vfio.IOMMUType, o nvme.Options
 	if err != nil {
 		return nvme.BenchResult{}, err
 	}
-	return ns.Bench(c.Queue(0), nvme.BenchOptions{Depth: depth, Duration: per})
+	return ns.Bench(c.Queue(0), nvme.BenchOptions{Depth: depth, Duration: per, Pin: true, CPU: 1})
 }
 
 // toDriver binds addr to drv ("nvme" or vfio-pci) unless it is there.
