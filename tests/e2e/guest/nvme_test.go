@@ -132,6 +132,17 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	if _, err := ns.ReadAt(make([]byte, 100), 0); !errors.Is(err, nvme.ErrBadRequest) {
 		t.Errorf("a 100-byte read: %v, want ErrBadRequest", err)
 	}
+	if _, err := ns.WriteAt(make([]byte, 512), 100); !errors.Is(err, nvme.ErrBadRequest) {
+		t.Errorf("a write at byte 100: %v, want ErrBadRequest", err)
+	}
+	huge, err := c.AllocBuffer(c.MaxTransfer() + 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Write(c.Queue(0), pattern.ScratchStart, huge); !errors.Is(err, nvme.ErrBadRequest) || !strings.Contains(err.Error(), "more than one command transfers") {
+		t.Errorf("a transfer over MDTS: %v, want ErrBadRequest", err)
+	}
+	c.FreeBuffer(huge)
 	if _, err := c.Namespace(2); err == nil {
 		t.Error("namespace 2 of a one-namespace controller opened")
 	}
