@@ -241,7 +241,9 @@ func TestCLINICSafety(t *testing.T) {
 // TestCLIDiskSafety: an NVMe namespace that is mounted is refused; after
 // unmounting, bind works and restore gives the disk back.
 func TestCLIDiskSafety(t *testing.T) {
-	addr := findDevice(t, wantDevices["nvme"])
+	// The SR-IOV nvme's disk: the other one holds the host's pattern,
+	// which the image check after the boot verifies.
+	addr := sriovPF(t)
 	var disk string
 	waitFor(t, "the nvme namespace", func() bool {
 		m, _ := filepath.Glob("/sys/bus/pci/devices/" + addr + "/nvme/nvme*/nvme*n1")
