@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/nvme"
 	"github.com/vfioctl/vfioctl/pci"
@@ -127,13 +128,22 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 					}
 					opts := &nvme.Options{Interrupts: c.Bool("interrupts"), QueueDepth: max(64, c.Int("depth")+1)}
 					return withNVMe(c, opts, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
+						// On a terminal the progress line rewrites itself;
+						// to a file or pipe it is one line a second.
+						tty := isTerminal(c.App.ErrWriter)
 						progress := func(reads uint64, el time.Duration) {
-							if !c.Bool("json") {
-								fmt.Fprintf(c.App.ErrWriter, "\r%s: %d reads, %.0f IOPS", el.Round(time.Second), reads, float64(reads)/el.Seconds())
+							if c.Bool("json") {
+								return
+							}
+							line := fmt.Sprintf("%s: %d reads, %.0f IOPS", el.Round(time.Second), reads, float64(reads)/el.Seconds())
+							if tty {
+								fmt.Fprint(c.App.ErrWriter, "\r"+line)
+							} else {
+								fmt.Fprintln(c.App.ErrWriter, line)
 							}
 						}
 						res, err := ns.Bench(ctl.Queue(0), nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Size: c.Int("size"), Progress: progress, Pin: c.Int("cpu") >= 0, CPU: c.Int("cpu")})
-						if !c.Bool("json") {
+						if tty && !c.Bool("json") {
 							fmt.Fprintln(c.App.ErrWriter)
 						}
 						if err != nil {
@@ -167,4 +177,14 @@ func withNVMe(c *cli.Context, opts *nvme.Options, f func(*nvme.Controller, *nvme
 		}
 		return f(ctl, ns)
 	})
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

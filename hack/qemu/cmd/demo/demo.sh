@@ -26,6 +26,10 @@ echo
 echo "# a secondary bus reset of the nvme behind its root port"
 run vfioctl bind 0000:02:00.0
 run vfioctl reset --hot 0000:02:00.0
+echo
+echo "# the same nvme driven from user space: identify, then 2 s of random reads at depth 32"
+run vfioctl nvme identify 0000:02:00.0
+run vfioctl nvme bench 0000:02:00.0 --depth 32 --time 2s --cpu 1
 run vfioctl restore 0000:02:00.0
 run vfioctl sriov 0000:04:00.0
 run vfioctl bind ../../etc/passwd
