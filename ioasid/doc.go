@@ -16,6 +16,13 @@
 // VIOMMUByID) is not destroyed, but is just as closed. Methods are safe for
 // concurrent use, and Close waits for calls in flight.
 //
+// A HWPT is a paging one (AllocHWPT; AllocPagingHWPT to have its I/O page
+// faults reported to a FaultQueue) or a nested one on a nest parent
+// (AllocNestedHWPT with the IOMMU driver's stage-1 data), invalidated with
+// HWPT.Invalidate. No QEMU 7.2 vIOMMU offers dirty tracking, nesting or
+// faults; the e2e suite proves them against the kernel's own mock IOMMU
+// (CONFIG_IOMMUFD_TEST, the iommufdtest guest kernel).
+//
 // An ioctl the running kernel does not know answers ENOTTY; such calls
 // return a *vfioerr.NotSupportedError (errors.Is(err, ErrNotSupported))
 // naming the Linux version adding it (uapi.Since). Other failures are a
