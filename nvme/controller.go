@@ -28,13 +28,12 @@ type Options struct {
 
 // Controller is an NVMe controller driven from user space.
 type Controller struct {
-	h       *vfio.Handle
-	dev     *vfio.Device
-	regs    *vfio.MMIO
-	cap     capRegs
-	pool    *pool
-	timeout time.Duration
-	opts    Options
+	h    *vfio.Handle
+	dev  *vfio.Device
+	regs *vfio.MMIO
+	cap  capRegs
+	pool *pool
+	opts Options
 
 	admin    *QueuePair
 	io       []*QueuePair
@@ -70,7 +69,7 @@ func New(h *vfio.Handle, opts *Options) (*Controller, error) {
 		}
 		o.QueueDepth, o.Interrupts, o.NoShadowDoorbells = opts.QueueDepth, opts.Interrupts, opts.NoShadowDoorbells
 	}
-	c := &Controller{h: h, dev: h.Device, timeout: o.Timeout, opts: o}
+	c := &Controller{h: h, dev: h.Device, opts: o}
 	c.fatal.Store(true) // until start is done
 	cfg, err := h.Device.Config()
 	if err != nil {
@@ -222,7 +221,7 @@ func (c *Controller) start() error {
 
 func (c *Controller) createQueues(q *QueuePair) error {
 	cq := uint32(1) // physically contiguous
-	if q.ev != nil {
+	if q.evfd >= 0 {
 		cq |= 1<<1 | uint32(q.id)<<16 // interrupts on, vector q.id
 	}
 	size := uint32(q.depth-1)<<16 | uint32(q.id)
@@ -289,18 +288,18 @@ func (c *Controller) expired(q *QueuePair, cid uint16) error {
 	q.lost++
 	if q == c.admin {
 		c.fatal.Store(true)
-		return fmt.Errorf("%w after %s on the admin queue: Reset the controller", ErrTimeout, c.timeout)
+		return fmt.Errorf("%w after %s on the admin queue: Reset the controller", ErrTimeout, c.opts.Timeout)
 	}
 	dw0, err := c.admin.exec(fmt.Sprintf("abort command %d of queue %d", cid, q.id), &Command{Opcode: adminAbort, CDW10: uint32(q.id) | uint32(cid)<<16}, 0, 0)
 	switch {
 	case errors.Is(err, ErrFatal):
 		return ErrFatal
 	case err != nil:
-		return fmt.Errorf("%w after %s; the abort failed too (%v): Reset the controller", ErrTimeout, c.timeout, err)
+		return fmt.Errorf("%w after %s; the abort failed too (%v): Reset the controller", ErrTimeout, c.opts.Timeout, err)
 	case dw0&1 == 0:
-		return fmt.Errorf("%w after %s; aborted", ErrTimeout, c.timeout)
+		return fmt.Errorf("%w after %s; aborted", ErrTimeout, c.opts.Timeout)
 	}
-	return fmt.Errorf("%w after %s; the controller did not abort it: its id stays in use until Reset", ErrTimeout, c.timeout)
+	return fmt.Errorf("%w after %s; the controller did not abort it: its id stays in use until Reset", ErrTimeout, c.opts.Timeout)
 }
 
 // Reset disables and re-enables the controller and recreates every queue:

@@ -90,14 +90,7 @@ func (ns *Namespace) Submit(q *QueuePair, op uint8, lba uint64, buf Buffer) (uin
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.c.usable(q); err != nil {
-		return 0, &CommandError{Op: opName(op), Queue: q.id, Err: err}
-	}
-	cid, err := q.submit(&cmd, buf.iova, len(buf.b), true)
-	if err != nil {
-		return 0, &CommandError{Op: opName(op), Queue: q.id, Err: err}
-	}
-	return cid, nil
+	return q.submit(opName(op), &cmd, buf.iova, len(buf.b), true)
 }
 
 // Poll reports the commands of q that completed, calling done for each
@@ -125,7 +118,7 @@ func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, erro
 		if !wait || len(q.free)+q.lost == len(q.slots) {
 			return 0, nil
 		}
-		if spins&1023 != 0 && q.ev == nil {
+		if spins&1023 != 0 && q.evfd < 0 {
 			continue
 		}
 		oldest := -1
@@ -143,7 +136,7 @@ func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, erro
 			done(uint16(oldest), &CommandError{Op: "I/O", Queue: q.id, Err: err})
 			return 1, nil
 		}
-		if q.ev != nil {
+		if q.evfd >= 0 {
 			if err := q.waitIRQ(left); err != nil {
 				return 0, err
 			}

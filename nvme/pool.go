@@ -11,7 +11,6 @@ import (
 // and data buffers are carved out of it, so no I/O maps anything.
 type pool struct {
 	mapper dma.Mapper
-	iovas  *dma.Allocator // the Mapper's IOVA space, for the pool's range
 	buf    *dma.Buffer
 	base   uint64 // IOVA of buf's first byte
 
@@ -44,7 +43,7 @@ func newPool(m dma.Mapper, size int) (*pool, error) {
 		buf.Close()
 		return nil, err
 	}
-	return &pool{mapper: m, iovas: iovas, buf: buf, base: base, parts: parts}, nil
+	return &pool{mapper: m, buf: buf, base: base, parts: parts}, nil
 }
 
 // Buffer is DMA memory from a controller's pool: the bytes the process

@@ -40,8 +40,7 @@ type QueuePair struct {
 	free     []uint16 // command ids not in flight
 	finished []uint16 // completed Submit-ed commands Poll has not reported
 	lost     int      // commands given up on (timed out) until Reset
-	ev       *vfio.Eventfd
-	evfd     int // ev's descriptor, waited on directly (no poller hop)
+	evfd     int      // the MSI-X vector's eventfd, waited on directly (no poller hop); -1: polled
 }
 
 // slot is one command id's state.
@@ -87,7 +86,7 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 		}
 	}
 	q := &QueuePair{
-		c: c, id: id, depth: depth, mem: mem, ev: ev, evfd: evfd, prpStride: stride,
+		c: c, id: id, depth: depth, mem: mem, evfd: evfd, prpStride: stride,
 		sq:       unsafe.Slice((*Command)(unsafe.Pointer(&b[0])), depth),
 		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), depth),
 		sqIOVA:   mem.IOVA(),
@@ -149,20 +148,25 @@ func (q *QueuePair) setPRPs(cmd *Command, cid uint16, iova uint64, n int) error 
 	return nil
 }
 
-// submit puts cmd (with n bytes at iova) on the ring and rings the
-// doorbell; async commands are reported by Poll.
-func (q *QueuePair) submit(cmd *Command, iova uint64, n int, async bool) (uint16, error) {
+// submit (q.mu held) puts cmd, with n bytes at iova, on the ring and
+// rings the doorbell; async commands are reported by Poll. A controller
+// that is closed or needs Reset, a full queue or a transfer too large for
+// the PRP lists is a CommandError naming op.
+func (q *QueuePair) submit(op string, cmd *Command, iova uint64, n int, async bool) (uint16, error) {
+	if err := q.c.usable(q); err != nil {
+		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
+	}
 	if len(q.free) == 0 {
-		return 0, fmt.Errorf("nvme: queue %d is full (%d commands outstanding)", q.id, q.depth-1)
+		return 0, &CommandError{Op: op, Queue: q.id, Err: fmt.Errorf("queue full (%d commands outstanding)", q.depth-1)}
 	}
 	cid := q.free[len(q.free)-1]
 	if err := q.setPRPs(cmd, cid, iova, n); err != nil {
-		return 0, err
+		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
 	}
 	q.free = q.free[:len(q.free)-1]
 	cmd.CID = cid
 	q.sq[q.tail] = *cmd
-	q.slots[cid] = slot{busy: true, async: async, deadline: time.Now().Add(q.c.timeout)}
+	q.slots[cid] = slot{busy: true, async: async, deadline: time.Now().Add(q.c.opts.Timeout)}
 	q.tail++
 	if int(q.tail) == q.depth {
 		q.tail = 0
@@ -224,7 +228,7 @@ func (q *QueuePair) wait(cid uint16) (Status, uint32, error) {
 			st, dw0 := q.release(cid)
 			return st, dw0, nil
 		}
-		if q.ev != nil {
+		if q.evfd >= 0 {
 			left := time.Until(q.slots[cid].deadline)
 			if left > 0 {
 				if err := q.waitIRQ(left); err != nil {
@@ -246,12 +250,9 @@ func (q *QueuePair) wait(cid uint16) (Status, uint32, error) {
 func (q *QueuePair) exec(op string, cmd *Command, iova uint64, n int) (uint32, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if err := q.c.usable(q); err != nil {
-		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
-	}
-	cid, err := q.submit(cmd, iova, n, false)
+	cid, err := q.submit(op, cmd, iova, n, false)
 	if err != nil {
-		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
+		return 0, err
 	}
 	st, dw0, err := q.wait(cid)
 	if err != nil {
