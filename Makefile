@@ -19,7 +19,7 @@ DEBS := qemu-system-x86 linux-source-6.12 linux-source-6.1 busybox-static bc fle
 # module graph (an importer of vfioctl does not inherit them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The go directive of go.mod: the oldest Go the library builds with.
-MIN_GO := go1.21.13
+MIN_GO := go1.23.12
 
 .PHONY: demo test deps kernels unit e2e lint bench vfioctl
 

@@ -64,6 +64,8 @@ type BindOptions struct {
 	// no-IOMMU mode: the device can then DMA anywhere in memory and the
 	// kernel is tainted. Without it such a bind fails with ErrNoIOMMU.
 	NoIOMMU bool
+	// Owner, when set, is given the bound devices' VFIO nodes (SetOwner).
+	Owner *Owner
 }
 
 // Bound is one device Bind moved to vfio-pci.
@@ -72,6 +74,7 @@ type Bound struct {
 	Previous  string `json:"previous_driver,omitempty"`
 	GroupNode string `json:"group_node"`
 	Cdev      string `json:"cdev,omitempty"`
+	Owner     *Owner `json:"owner,omitempty"`
 }
 
 type record struct {
@@ -148,6 +151,14 @@ func Bind(addr string, opts BindOptions) ([]Bound, error) {
 				_, _ = Unbind(d.Address)
 				return nil, err
 			}
+		}
+	}
+	if opts.Owner != nil {
+		for i := range out {
+			if _, err := SetOwner(out[i].Address, *opts.Owner); err != nil {
+				return out, err
+			}
+			out[i].Owner = opts.Owner
 		}
 	}
 	return out, nil

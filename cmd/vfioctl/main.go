@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vfioctl/vfioctl/cdi"
 	"github.com/vfioctl/vfioctl/nvme"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
@@ -34,7 +35,7 @@ const exitHelp = `EXIT CODES:
    3  refused for safety (NIC or disk in use, IOMMU group not viable); --force overrides
    4  not supported by this kernel or IOMMU
    5  the device's VFIO nodes are held open (the holders are named)
-   6  wrong state (already bound, not bound, nothing to restore)`
+   6  wrong state (already bound, not bound, nothing to restore, no saved binding)`
 
 func main() {
 	app := newApp()
@@ -97,7 +98,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), doctorCommand(), completionCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {
@@ -136,11 +137,11 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
 		return exitRefused
-	case errors.Is(err, vfioerr.ErrNotSupported):
+	case errors.Is(err, vfioerr.ErrNotSupported), errors.Is(err, cdi.ErrNoIOMMUFD):
 		return exitUnsupported
 	case errors.Is(err, pci.ErrBusy):
 		return exitBusy
-	case errors.Is(err, pci.ErrAlreadyBound), errors.Is(err, pci.ErrNotBound), errors.Is(err, pci.ErrNoRecord):
+	case errors.Is(err, pci.ErrAlreadyBound), errors.Is(err, pci.ErrNotBound), errors.Is(err, pci.ErrNoRecord), errors.Is(err, pci.ErrNotPersisted):
 		return exitState
 	case errors.As(err, &ce):
 		return ce.ExitCode()
