@@ -147,6 +147,15 @@ func TestSpecRoundTrip(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("%d files after writing twice", len(ents))
 	}
+	if err := Remove(DefaultKind, dir); err != nil {
+		t.Fatal(err)
+	}
+	if pub, _ := List(dir); len(pub) != 0 {
+		t.Errorf("after Remove: %+v", pub)
+	}
+	if err := Remove(DefaultKind, dir); err != nil {
+		t.Errorf("Remove of nothing: %v", err)
+	}
 	// A spec the library rejects is not written.
 	bad, _ := Spec(ns, "")
 	bad.Devices[0].Name = "bad/name"

@@ -1,7 +1,9 @@
 package cdi
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 
@@ -134,6 +136,18 @@ func Write(spec *specs.Spec, dir string) (string, error) {
 		return "", fmt.Errorf("cdi: wrote %s, but the CDI library does not read it back: %w", path, err)
 	}
 	return path, nil
+}
+
+// Remove deletes the spec of kind that Write wrote into dir, if any.
+func Remove(kind, dir string) error {
+	name, err := cdiapi.GenerateNameForSpec(&specs.Spec{Kind: kind})
+	if err != nil {
+		return fmt.Errorf("cdi: %w", err)
+	}
+	if err := os.Remove(filepath.Join(dir, name+".yaml")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cdi: %w", err)
+	}
+	return nil
 }
 
 // Published is a CDI device as the CDI library reads it from the spec

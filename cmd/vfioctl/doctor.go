@@ -165,32 +165,3 @@ Exits 1 when a check fails (a warning does not).`,
 		},
 	}
 }
-
-const bashCompletion = `# vfioctl bash completion: source <(vfioctl completion bash)
-_vfioctl() {
-	local cur=${COMP_WORDS[COMP_CWORD]}
-	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W "$(${COMP_WORDS[0]} ${COMP_WORDS[@]:1:$COMP_CWORD-1} --generate-bash-completion 2>/dev/null) --json --help" -- "$cur"))
-	elif [[ $COMP_CWORD -ge 2 ]]; then
-		COMPREPLY=($(compgen -W "$(ls /sys/bus/pci/devices 2>/dev/null)" -- "$cur"))
-	else
-		COMPREPLY=($(compgen -W "$(${COMP_WORDS[0]} --generate-bash-completion 2>/dev/null)" -- "$cur"))
-	fi
-}
-complete -F _vfioctl vfioctl
-`
-
-func completionCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "completion",
-		Usage:     "print a shell completion script (bash)",
-		UsageText: "source <(vfioctl completion bash)",
-		Action: func(c *cli.Context) error {
-			if sh := c.Args().First(); sh != "bash" {
-				return usagef("completion: only bash is supported, got %q", sh)
-			}
-			fprintf(c.App.Writer, "%s", bashCompletion)
-			return nil
-		},
-	}
-}

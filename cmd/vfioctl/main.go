@@ -84,7 +84,6 @@ func newApp() *cli.App {
    vfioctl doctor                      is this host ready for VFIO? what to fix
 
 ` + exitHelp,
-		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log each step to stderr"},
 		},
@@ -98,7 +97,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(), manCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {

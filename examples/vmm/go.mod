@@ -1,6 +1,6 @@
 module example.com/vmm
 
-go 1.21
+go 1.23
 
 require (
 	github.com/vfioctl/vfioctl v0.0.0

@@ -455,7 +455,8 @@ func buildInitramfs(spec Spec, work, dst string) error {
 		bin := filepath.Join(work, name+".test")
 		// checkptr: every unsafe.Pointer conversion in the library and the
 		// tests is checked at run time in the guest, as -race does on the host.
-		if err := goBuild(root, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, pkg); err != nil {
+		dir, target := moduleOf(root, pkg)
+		if err := goBuild(dir, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
@@ -466,12 +467,7 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	}
 	for guest, pkg := range spec.Builds {
 		bin := filepath.Join(work, filepath.Base(guest)+".bin")
-		dir, target := root, pkg
-		if fileExists(filepath.Join(root, pkg, "go.mod")) {
-			// A module of its own (an outside program): built there, against
-			// the library through its replace directive.
-			dir, target = filepath.Join(root, pkg), "."
-		}
+		dir, target := moduleOf(root, pkg)
 		if err := goBuild(dir, "build", "-o", bin, target); err != nil {
 			return err
 		}
@@ -500,6 +496,20 @@ func buildInitramfs(spec Spec, work, dst string) error {
 		return err
 	}
 	return w.Flush()
+}
+
+// moduleOf finds the module holding pkg (a path relative to the repository
+// root): a module of its own inside the repository (an outside program, the
+// device plugin) is built there, against the library through its replace
+// directive. It returns the directory to build in and the package there.
+func moduleOf(root, pkg string) (dir, target string) {
+	for d := filepath.Join(root, pkg); d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+		if fileExists(filepath.Join(d, "go.mod")) {
+			rel, _ := filepath.Rel(d, filepath.Join(root, pkg))
+			return d, "./" + filepath.ToSlash(rel)
+		}
+	}
+	return root, pkg
 }
 
 // goBuild runs the go command for the guest in dir: static, no cgo, amd64.

@@ -19,7 +19,7 @@ import (
 )
 
 // guestPackages run inside every boot.
-var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme"}
+var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./deviceplugin/guest"}
 
 func list(env string, def []string) []string {
 	if v := os.Getenv(env); v != "" {

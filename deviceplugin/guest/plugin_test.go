@@ -1,0 +1,173 @@
+// Package guest runs the device plugin against real VFIO devices inside
+// the e2e VM (hack/qemu): `go test ./tests/e2e` boots it. On the host the
+// tests skip; plugin's own tests cover the protocol there.
+package guest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	oci "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	api "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
+
+	"github.com/vfioctl/vfioctl/cdi"
+	"github.com/vfioctl/vfioctl/deviceplugin/internal/kubelettest"
+	"github.com/vfioctl/vfioctl/deviceplugin/plugin"
+	"github.com/vfioctl/vfioctl/hack/qemu/frame"
+	"github.com/vfioctl/vfioctl/pci"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(frame.GuestEnv) == "" {
+		fmt.Println("guest tests run inside the e2e VM: go test ./tests/e2e")
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// edus binds the guest's edu devices (1234:11e8, each in a group of its
+// own) to vfio-pci and returns their addresses.
+func edus(t *testing.T) []string {
+	t.Helper()
+	devs, err := pci.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range devs {
+		if d.Vendor != 0x1234 || d.Device != 0x11e8 {
+			continue
+		}
+		if d.Driver != pci.VFIODriver {
+			if _, err := pci.Bind(d.Address, pci.BindOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, d.Address)
+	}
+	if len(out) < 2 {
+		t.Fatalf("want two edu devices, found %v", out)
+	}
+	return out
+}
+
+// TestDevicePluginServesEdu: the plugin, with its real sysfs source, offers
+// the guest's two edus to a kubelet (the API's own types over a unix
+// socket); Allocate gives nodes of one backend that exist and open, CDI
+// names that the CDI library resolves to the same nodes (major and minor
+// as the host has them), and the addresses in PCI_RESOURCE_*. An edu
+// unbound from vfio-pci turns Unhealthy and cannot be allocated; bound
+// again it is Healthy.
+func TestDevicePluginServesEdu(t *testing.T) {
+	addrs := edus(t)
+	a, b := addrs[0], addrs[1]
+	dir, cdiDir := t.TempDir(), t.TempDir()
+	k := kubelettest.Start(t, dir)
+	defer k.Stop()
+	res, err := plugin.ParseResource("vfioctl.dev/edu=1234:11e8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plugin.Plugin{Resource: res, CDIDir: cdiDir, Dir: dir, Interval: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	if r := k.Registration(); r.ResourceName != res.Name {
+		t.Fatalf("registered %+v", r)
+	}
+	k.WaitFor(map[string]string{a: api.Healthy, b: api.Healthy})
+
+	// The backend: iommufd where the kernel gives every edu a cdev and has
+	// /dev/iommu (6.6+), else the legacy container.
+	wantBackend := cdi.BackendLegacy
+	if _, err := os.Stat("/dev/iommu"); err == nil {
+		if d, _ := pci.Get(a); d.VFIOCdev != "" {
+			wantBackend = cdi.BackendIOMMUFD
+		}
+	}
+	resp, err := k.Allocate(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.ContainerResponses[0]
+	if c.Envs[res.EnvName()] != a || c.Envs["VFIOCTL_BACKEND"] != wantBackend {
+		t.Errorf("envs %v, want %s=%s and backend %s", c.Envs, res.EnvName(), a, wantBackend)
+	}
+	var nodes []string
+	for _, d := range c.Devices {
+		nodes = append(nodes, d.HostPath)
+		f, err := os.OpenFile(d.HostPath, os.O_RDWR, 0)
+		if err != nil {
+			t.Errorf("allocated node %s: %v", d.HostPath, err)
+			continue
+		}
+		f.Close()
+	}
+	da, _ := pci.Get(a)
+	want := []string{cdi.ContainerNode, da.VFIOGroup}
+	if wantBackend == cdi.BackendIOMMUFD {
+		want = []string{cdi.IOMMUFDNode, da.VFIOCdev}
+	}
+	if strings.Join(nodes, " ") != strings.Join(want, " ") {
+		t.Errorf("allocated nodes %v, want %v", nodes, want)
+	}
+	t.Logf("backend %s, nodes %v", c.Envs["VFIOCTL_BACKEND"], nodes)
+
+	// The CDI names resolve, through the CDI library as a runtime does, to
+	// the same nodes with the host's device numbers.
+	if len(c.CdiDevices) != 1 || c.CdiDevices[0].Name != "vfioctl.dev/edu="+a {
+		t.Fatalf("CDI devices %v", c.CdiDevices)
+	}
+	cache, _ := cdiapi.NewCache(cdiapi.WithSpecDirs(cdiDir), cdiapi.WithAutoRefresh(false))
+	spec := &oci.Spec{Linux: &oci.Linux{}}
+	if _, err := cache.InjectDevices(spec, c.CdiDevices[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	var injected []string
+	for _, d := range spec.Linux.Devices {
+		injected = append(injected, d.Path)
+		var st unix.Stat_t
+		if err := unix.Stat(d.Path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if d.Type != "c" || d.Major != int64(unix.Major(st.Rdev)) || d.Minor != int64(unix.Minor(st.Rdev)) {
+			t.Errorf("injected %s as %s %d:%d, the node is %d:%d", d.Path, d.Type, d.Major, d.Minor, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+		}
+	}
+	if strings.Join(injected, " ") != strings.Join(want, " ") {
+		t.Errorf("CDI injected %v, want %v", injected, want)
+	}
+
+	// Unbound, b turns Unhealthy; bound again, Healthy.
+	if _, err := pci.Unbind(b); err != nil {
+		t.Fatal(err)
+	}
+	k.WaitFor(map[string]string{a: api.Healthy, b: api.Unhealthy})
+	if _, err := k.Allocate(b); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("allocating the unbound edu: %v", err)
+	}
+	if _, err := pci.Bind(b, pci.BindOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.WaitFor(map[string]string{a: api.Healthy, b: api.Healthy})
+	if _, err := k.Allocate(a, b); err != nil {
+		t.Errorf("allocating both: %v", err)
+	}
+}
