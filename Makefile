@@ -10,18 +10,20 @@
 #   make unit   host tests with -race (no VM)
 #   make e2e    the guest suite in every kernel and vIOMMU, and the harness's own tests
 #   make bench  the guest benchmarks (map+unmap per mode, 256 MiB three ways; the userspace NVMe driver against the kernel's)
+#   make docs   regenerate the shell completions and the manual page from the CLI
+#   make install  vfioctl, vfioctl-device-plugin, the manual page and the completions under $(DESTDIR)$(PREFIX)
 
 SHELL := /bin/bash
 GO ?= go
 DEBS := qemu-system-x86 linux-source-6.12 linux-source-6.1 busybox-static bc flex bison libelf-dev \
-        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux
+        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux zsh fish
 # Lint tools run from their own modules, so they never enter the library's
 # module graph (an importer of vfioctl does not inherit them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The go directive of go.mod: the oldest Go the library builds with.
 MIN_GO := go1.23.12
 
-.PHONY: demo test deps kernels unit e2e lint bench vfioctl
+.PHONY: demo test deps kernels unit e2e lint bench vfioctl docs install
 
 demo: deps kernels
 	$(GO) run ./hack/qemu/cmd/demo
@@ -35,6 +37,7 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(GO) mod download
+	cd deviceplugin && $(GO) mod download
 
 kernels:
 	hack/qemu/kernel.sh legacy compat linux61 iommufdtest headers source
@@ -44,6 +47,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) mod tidy -diff
 	cd examples/vmm && $(GO) mod tidy -diff && $(GO) vet ./...
+	cd deviceplugin && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 	GOTOOLCHAIN=$(MIN_GO) $(GO) build ./...
 	GOTOOLCHAIN=$(MIN_GO) $(GO) vet ./...
 
@@ -51,6 +55,7 @@ lint:
 # packages that go test's cache cannot see; a cached pass would be stale.
 unit:
 	$(GO) test -race -count=1 -short $$($(GO) list ./... | grep -v /tests/e2e)
+	cd deviceplugin && $(GO) test -race -count=1 ./...
 
 e2e: kernels
 	$(GO) test -count=1 -p 1 -timeout 60m ./tests/e2e ./hack/qemu
@@ -61,3 +66,21 @@ bench: kernels
 
 vfioctl:
 	$(GO) build -o bin/vfioctl ./cmd/vfioctl
+
+# Generated from the CLI definition; `make unit` fails when they are stale.
+docs:
+	$(GO) run ./cmd/vfioctl completion bash > completions/vfioctl.bash
+	$(GO) run ./cmd/vfioctl completion zsh > completions/_vfioctl
+	$(GO) run ./cmd/vfioctl completion fish > completions/vfioctl.fish
+	$(GO) run ./cmd/vfioctl man > docs/man/vfioctl.8
+
+PREFIX ?= /usr/local
+install:
+	$(GO) build -o bin/vfioctl ./cmd/vfioctl
+	cd deviceplugin && $(GO) build -o ../bin/vfioctl-device-plugin ./cmd/vfioctl-device-plugin
+	install -D -m 0755 bin/vfioctl $(DESTDIR)$(PREFIX)/bin/vfioctl
+	install -D -m 0755 bin/vfioctl-device-plugin $(DESTDIR)$(PREFIX)/bin/vfioctl-device-plugin
+	install -D -m 0644 docs/man/vfioctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vfioctl.8
+	install -D -m 0644 completions/vfioctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vfioctl
+	install -D -m 0644 completions/_vfioctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vfioctl
+	install -D -m 0644 completions/vfioctl.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vfioctl.fish

@@ -81,7 +81,7 @@ func Spec(ns *NodeSet, kind string) (*specs.Spec, error) {
 		}
 		s.Devices = append(s.Devices, sd)
 	}
-	v, err := cdiapi.MinimumRequiredVersion(s)
+	v, err := specs.MinimumRequiredVersion(s)
 	if err != nil {
 		return nil, fmt.Errorf("cdi: %w", err)
 	}

@@ -506,6 +506,9 @@ func moduleOf(root, pkg string) (dir, target string) {
 	for d := filepath.Join(root, pkg); d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
 		if fileExists(filepath.Join(d, "go.mod")) {
 			rel, _ := filepath.Rel(d, filepath.Join(root, pkg))
+			if rel == "." {
+				return d, "."
+			}
 			return d, "./" + filepath.ToSlash(rel)
 		}
 	}

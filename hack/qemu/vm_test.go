@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,4 +93,25 @@ func TestBrokenGuests(t *testing.T) {
 			t.Errorf("stopped guest took %s to be reported with a 5 s progress limit", d)
 		}
 	})
+}
+
+// TestModuleOf: packages of the library build from the root; a module of
+// its own inside the repository (the device plugin, an outside example)
+// builds in its directory.
+func TestModuleOf(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pkg, want := range map[string][2]string{
+		"./tests/e2e/guest":    {root, "./tests/e2e/guest"},
+		"./vfio":               {root, "./vfio"},
+		"deviceplugin/guest":   {filepath.Join(root, "deviceplugin"), "./guest"},
+		"./deviceplugin/guest": {filepath.Join(root, "deviceplugin"), "./guest"},
+		"examples/vmm":         {filepath.Join(root, "examples", "vmm"), "."},
+	} {
+		if dir, target := moduleOf(root, pkg); dir != want[0] || target != want[1] {
+			t.Errorf("moduleOf(%q) = %s, %s; want %s, %s", pkg, dir, target, want[0], want[1])
+		}
+	}
 }
