@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,5 +171,63 @@ func TestDevicePluginServesEdu(t *testing.T) {
 	k.WaitFor(map[string]string{a: api.Healthy, b: api.Healthy})
 	if _, err := k.Allocate(a, b); err != nil {
 		t.Errorf("allocating both: %v", err)
+	}
+
+	// Removed, b turns Unhealthy; rescanned it is back without a driver
+	// (still Unhealthy) until bound again.
+	write(t, "/sys/bus/pci/devices/"+b+"/remove", "1")
+	k.WaitFor(map[string]string{a: api.Healthy, b: api.Unhealthy})
+	write(t, "/sys/bus/pci/rescan", "1")
+	if _, err := pci.Bind(b, pci.BindOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	k.WaitFor(map[string]string{a: api.Healthy, b: api.Healthy})
+}
+
+func write(t *testing.T, path, v string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(v), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDevicePluginCommand runs the vfioctl-device-plugin binary as a
+// DaemonSet would, with no --resource: it finds the edus on vfio-pci,
+// registers vfioctl.dev/pci-1234_11e8 with the kubelet, reports both Healthy,
+// writes the resource's CDI spec, and exits 0 on SIGTERM.
+func TestDevicePluginCommand(t *testing.T) {
+	const bin = "/bin/vfioctl-device-plugin"
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is not in the guest: %v", bin, err)
+	}
+	addrs := edus(t)
+	dir, cdiDir := t.TempDir(), t.TempDir()
+	k := kubelettest.Start(t, dir)
+	defer k.Stop()
+	var out strings.Builder
+	cmd := exec.Command(bin, "--plugin-dir", dir, "--cdi-dir", cdiDir, "--interval", "100ms")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		t.Logf("plugin output:\n%s", out.String())
+	}()
+	if r := k.Registration(); r.ResourceName != "vfioctl.dev/pci-1234_11e8" {
+		t.Fatalf("registered %+v", r)
+	}
+	k.WaitFor(map[string]string{addrs[0]: api.Healthy, addrs[1]: api.Healthy})
+	if pub, errs := cdi.List(cdiDir); len(pub) != 2 || len(errs) != 0 || pub[0].Name != "vfioctl.dev/pci-1234_11e8="+addrs[0] {
+		t.Errorf("CDI spec: %+v %v", pub, errs)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v", err)
 	}
 }

@@ -163,6 +163,9 @@ func TestParseResource(t *testing.T) {
 	if r.EnvName() != "PCI_RESOURCE_EXAMPLE_COM_NIC" || r.CDIKind() != "example.com/nic" {
 		t.Errorf("env %s kind %s", r.EnvName(), r.CDIKind())
 	}
+	if r, _ := ParseResource("example.com/100g.nic=8086:1521"); r.CDIKind() != "example.com/pci-100g_nic" {
+		t.Errorf("CDI kind of %s: %s", r.Name, r.CDIKind())
+	}
 	for _, bad := range []string{"", "nic=8086:10d3", "example.com/nic", "example.com/nic=", "example.com/nic=8086", "example.com/nic=808:10d3",
 		"example.com/nic=zzzz:10d3", "example.com/a/b=8086:10d3", "example.com/n c=8086:10d3"} {
 		if _, err := ParseResource(bad); err == nil {

@@ -75,12 +75,18 @@ func (r Resource) EnvName() string {
 	return "PCI_RESOURCE_" + strings.ToUpper(strings.NewReplacer(".", "_", "/", "_", "-", "_").Replace(r.Name))
 }
 
-// CDIKind is the CDI vendor/class of the resource's devices: the resource
-// name with '.' in the name part as '_' ("vfioctl.dev/edu" ->
-// "vfioctl.dev/edu"), so each resource has a spec of its own.
+// CDIKind is the CDI vendor/class of the resource's devices, so that each
+// resource has a spec of its own: the resource name with '.' in the name
+// part as '_', and "pci-" before a name that does not start with a letter
+// (a CDI class must): "vfioctl.dev/edu" stays, "example.com/100g.nic" is
+// "example.com/pci-100g_nic".
 func (r Resource) CDIKind() string {
 	domain, name, _ := strings.Cut(r.Name, "/")
-	return domain + "/" + strings.ReplaceAll(name, ".", "_")
+	class := strings.ReplaceAll(name, ".", "_")
+	if c := class[0]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+		class = "pci-" + class
+	}
+	return domain + "/" + class
 }
 
 // socketName is the plugin's socket in the kubelet's plugin directory.

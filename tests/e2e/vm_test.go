@@ -42,11 +42,12 @@ func TestVM(t *testing.T) {
 			t.Run(k+"/"+p, func(t *testing.T) {
 				image := hostImage(t)
 				res := qemu.Run(t, qemu.Spec{
-					Kernel:    k,
-					Profile:   p,
-					Packages:  guestPackages,
-					TestArgs:  args,
-					Builds:    map[string]string{"bin/vfioctl": "./cmd/vfioctl", "bin/vmm": "examples/vmm"},
+					Kernel:   k,
+					Profile:  p,
+					Packages: guestPackages,
+					TestArgs: args,
+					Builds: map[string]string{"bin/vfioctl": "./cmd/vfioctl", "bin/vmm": "examples/vmm",
+						"bin/vfioctl-device-plugin": "deviceplugin/cmd/vfioctl-device-plugin"},
 					Timeout:   8 * time.Minute,
 					NVMeImage: image,
 				})

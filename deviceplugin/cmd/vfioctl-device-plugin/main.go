@@ -45,7 +45,7 @@ func (r *resources) Set(s string) error {
 
 func main() {
 	var rs resources
-	flag.Var(&rs, "resource", "a resource and the vendor:device IDs it takes, NAME=VVVV:DDDD[,VVVV:DDDD] (repeatable; default: PREFIX/VVVV_DDDD for each ID bound to vfio-pci)")
+	flag.Var(&rs, "resource", "a resource and the vendor:device IDs it takes, NAME=VVVV:DDDD[,VVVV:DDDD] (repeatable; default: PREFIX/pci-VVVV_DDDD for each ID bound to vfio-pci)")
 	prefix := flag.String("prefix", "vfioctl.dev", "the domain of the default resource names")
 	policy := flag.String("policy", string(cdi.PreferIOMMUFD), "backend policy for every resource: prefer-iommufd, legacy, require-iommufd")
 	cdiDir := flag.String("cdi-dir", "/var/run/cdi", "where the CDI specs are kept (\"\": none, and no CDI names in Allocate)")
@@ -121,7 +121,7 @@ func discover(prefix string) (resources, error) {
 	sort.Strings(keys)
 	var rs resources
 	for _, id := range keys {
-		r, err := plugin.ParseResource(prefix + "/" + strings.ReplaceAll(id, ":", "_") + "=" + id)
+		r, err := plugin.ParseResource(prefix + "/pci-" + strings.ReplaceAll(id, ":", "_") + "=" + id)
 		if err != nil {
 			return nil, err
 		}
