@@ -223,4 +223,3 @@ func writeSysfs(t *testing.T, path, v string) {
 		t.Fatal(err)
 	}
 }
-
