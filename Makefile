@@ -43,6 +43,7 @@ kernels:
 	hack/qemu/kernel.sh legacy compat linux61 iommufdtest headers source
 
 lint:
+	@unformatted=$$(gofmt -l . ); if [ -n "$$unformatted" ]; then echo "gofmt -w these:" $$unformatted; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) mod tidy -diff
