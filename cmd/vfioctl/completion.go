@@ -103,13 +103,7 @@ _vfioctl() {
 		[[ $w == -* ]] && continue
 		case "$path $w" in
 `)
-	var paths []string
-	for _, n := range tree(app) {
-		if n.path != "" {
-			paths = append(paths, `" `+n.path+`"`)
-		}
-	}
-	fmt.Fprintf(&b, "\t\t%s) path=\"$path $w\" ;;\n", strings.Join(paths, "|"))
+	fmt.Fprintf(&b, "\t\t%s) path=\"$path $w\" ;;\n", strings.Join(quotedPaths(app, `"`), "|"))
 	b.WriteString("\t\tesac\n\tdone\n\tlocal cmds=\"\" flags=\"\" addrs=\"\"\n\tcase $path in\n")
 	for _, n := range tree(app) {
 		addr := ""
@@ -137,6 +131,18 @@ complete -F _vfioctl vfioctl
 	return b.String()
 }
 
+// quotedPaths are the command paths below the root as the scripts match
+// them while walking the words typed (" persist list"), in quote q.
+func quotedPaths(app *cli.App, q string) []string {
+	var out []string
+	for _, n := range tree(app) {
+		if n.path != "" {
+			out = append(out, q+pathKey(n.path)+q)
+		}
+	}
+	return out
+}
+
 // pathKey is a command path as the scripts spell it: " persist list".
 func pathKey(p string) string {
 	if p == "" {
@@ -160,13 +166,7 @@ for (( i = 2; i < CURRENT; i++ )); do
 	[[ $w == -* ]] && continue
 	case "$cmdpath $w" in
 `)
-	var paths []string
-	for _, n := range tree(app) {
-		if n.path != "" {
-			paths = append(paths, `" `+n.path+`"`)
-		}
-	}
-	fmt.Fprintf(&b, "\t(%s) cmdpath=\"$cmdpath $w\" ;;\n\tesac\ndone\ncase $cmdpath in\n", strings.Join(paths, "|"))
+	fmt.Fprintf(&b, "\t(%s) cmdpath=\"$cmdpath $w\" ;;\n\tesac\ndone\ncase $cmdpath in\n", strings.Join(quotedPaths(app, `"`), "|"))
 	for _, n := range tree(app) {
 		var cs []string
 		for _, c := range n.subs {
@@ -209,13 +209,7 @@ function __vfioctl_path
 	echo "$path"
 end
 `)
-	var paths []string
-	for _, n := range tree(app) {
-		if n.path != "" {
-			paths = append(paths, "'"+" "+n.path+"'")
-		}
-	}
-	fmt.Fprintf(&b, "set -g __vfioctl_paths %s\ncomplete -c vfioctl -f\n", strings.Join(paths, " "))
+	fmt.Fprintf(&b, "set -g __vfioctl_paths %s\ncomplete -c vfioctl -f\n", strings.Join(quotedPaths(app, "'"), " "))
 	for _, n := range tree(app) {
 		cond := fmt.Sprintf(`-n "test (__vfioctl_path) = '%s'"`, pathKey(n.path))
 		for _, c := range n.subs {

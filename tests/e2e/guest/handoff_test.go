@@ -106,26 +106,7 @@ func handoffChild() {
 		fail("receive: %v", err)
 	}
 	fmt.Printf("received %s: device %s\n", h.Backend, h.Device.Name())
-	e, err := edu.Open(h.Device)
-	if err != nil {
-		fail("%v", err)
-	}
-	alloc, err := dma.NewAllocatorFor(h.Mapper)
-	if err != nil {
-		fail("%v", err)
-	}
-	alloc.Limit(edu.DMAMask)
-	buf, err := dma.Alloc(8192)
-	if err != nil {
-		fail("%v", err)
-	}
-	iova, _ := alloc.Alloc(8192)
-	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
-		fail("map 8 KiB: %v", err)
-	}
-	if err := e.Roundtrip(buf, iova, 2000); err != nil {
-		fail("%v", err)
-	}
+	e, alloc, buf, iova := childRoundtrip(h, fail)
 	fmt.Println("roundtrip ok")
 	msi, err := vfio.NewEventfd()
 	if err != nil {
@@ -167,4 +148,31 @@ func handoffChild() {
 		fail("leaked fds: %v", open)
 	}
 	os.Exit(0)
+}
+
+// childRoundtrip is a child process's edu DMA round trip through h: 8 KiB
+// mapped, 2000 bytes there and back. It returns the edu, the allocator,
+// the mapped buffer and its IOVA.
+func childRoundtrip(h *vfio.Handle, fail func(string, ...any)) (*edu.Edu, *dma.Allocator, *dma.Buffer, uint64) {
+	e, err := edu.Open(h.Device)
+	if err != nil {
+		fail("%v", err)
+	}
+	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	if err != nil {
+		fail("%v", err)
+	}
+	alloc.Limit(edu.DMAMask)
+	buf, err := dma.Alloc(8192)
+	if err != nil {
+		fail("%v", err)
+	}
+	iova, _ := alloc.Alloc(8192)
+	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+		fail("map 8 KiB: %v", err)
+	}
+	if err := e.Roundtrip(buf, iova, 2000); err != nil {
+		fail("%v", err)
+	}
+	return e, alloc, buf, iova
 }

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/edu"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 )
@@ -111,26 +109,7 @@ func ownerChild(addr string) {
 		fail("open: %v", err)
 	}
 	defer h.Close()
-	e, err := edu.Open(h.Device)
-	if err != nil {
-		fail("%v", err)
-	}
-	alloc, err := dma.NewAllocatorFor(h.Mapper)
-	if err != nil {
-		fail("%v", err)
-	}
-	alloc.Limit(edu.DMAMask)
-	buf, err := dma.Alloc(8192)
-	if err != nil {
-		fail("%v", err)
-	}
-	iova, _ := alloc.Alloc(8192)
-	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
-		fail("map: %v", err)
-	}
-	if err := e.Roundtrip(buf, iova, 2000); err != nil {
-		fail("%v", err)
-	}
+	childRoundtrip(h, fail)
 	fmt.Println("legacy container: DMA round trip ok")
 	os.Exit(0)
 }
