@@ -7,4 +7,10 @@
 // addresses or routes, or a disk that is mounted, is not taken from its
 // driver unless forced; the previous driver is recorded so Restore can give
 // the device back; and Bind waits for the VFIO device nodes to appear.
+//
+// BindOptions.Owner (SetOwner) gives a device's VFIO nodes to a user and
+// group, as dpdk-devbind's -U/-G, so an unprivileged VMM can open them.
+// Persist saves a binding in PersistDir, as driverctl's saved overrides;
+// ApplyPersisted, run at boot by the udev rule and systemd unit that
+// `vfioctl persist install` writes, makes the saved bindings again.
 package pci
