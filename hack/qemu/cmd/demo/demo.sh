@@ -32,4 +32,10 @@ run vfioctl nvme identify 0000:02:00.0
 run vfioctl nvme bench 0000:02:00.0 --depth 32 --time 2s --cpu 1
 run vfioctl restore 0000:02:00.0
 run vfioctl sriov 0000:04:00.0
+echo
+echo "# for container runtimes and Kubernetes: an edu bound for good, owned by uid 1000, described in CDI"
+run vfioctl bind --persist --owner 1000:1000 0000:00:06.0
+run vfioctl persist list
+run vfioctl cdi generate
+run vfioctl cdi list
 run vfioctl bind ../../etc/passwd
