@@ -16,7 +16,8 @@
 SHELL := /bin/bash
 GO ?= go
 DEBS := qemu-system-x86 linux-source-6.12 linux-source-6.1 busybox-static bc flex bison libelf-dev \
-        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux zsh fish
+        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux zsh fish \
+        gcc-aarch64-linux-gnu qemu-system-arm
 # Lint tools run from their own modules, so they never enter the library's
 # module graph (an importer of vfioctl does not inherit them).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -40,7 +41,7 @@ deps:
 	cd deviceplugin && $(GO) mod download
 
 kernels:
-	hack/qemu/kernel.sh legacy compat linux61 iommufdtest headers source
+	hack/qemu/kernel.sh legacy compat linux61 iommufdtest arm64 headers source
 
 lint:
 	@unformatted=$$(gofmt -l . ); if [ -n "$$unformatted" ]; then echo "gofmt -w these:" $$unformatted; exit 1; fi

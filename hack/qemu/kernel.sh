@@ -6,6 +6,8 @@
 #   compat      Linux 6.12: legacy + kernel/compat.config (/dev/vfio/vfio served by iommufd)
 #   iommufdtest Linux 6.12: legacy + kernel/iommufdtest.config (CONFIG_IOMMUFD_TEST's mock IOMMU)
 #   bench       Linux 6.12: legacy + kernel/bench.config (io_uring, for make bench)
+#   arm64       Linux 6.12 for arm64 (QEMU virt, SMMUv3), cross-built: arm64 tinyconfig
+#               + kernel/arm64.config; prints the path of its Image
 #   linux61     Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
 #               without the options kernel/linux61.absent names, every other one checked
 #   headers     the sanitized uapi headers of the 6.12 tree (prints the include dir)
@@ -107,6 +109,16 @@ from_legacy() {
 	rm -rf "$dir" && cp -a "$base" "$dir"
 	apply "$dir" "$here/kernel/base.config" "$@"
 }
+# Cross-built variants: the architecture and the toolchain prefix make
+# reads from the environment (exported by cross for the whole variant).
+recipe_arm64() {
+	rm -rf "$1" && mkdir -p "$1"
+	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
+	apply "$1" "$here/kernel/arm64.config"
+}
+compile_cross() {
+	make -s -C "$srcdir" O="$1" -j"$jobs" "$image" >"$1/build.log" 2>&1
+}
 recipe_compat() { from_legacy "$1" "$here/kernel/compat.config"; }
 recipe_iommufdtest() { from_legacy "$1" "$here/kernel/iommufdtest.config"; }
 recipe_bench() { from_legacy "$1" "$here/kernel/bench.config"; }
@@ -115,11 +127,25 @@ compile() {
 	make -s -C "$srcdir" O="$1" -j"$jobs" bzImage >"$1/build.log" 2>&1
 }
 
+# cross VARIANT: the ARCH, CROSS_COMPILE and image of a cross-built variant
+# (nothing for the x86 ones).
+cross() {
+	case $1 in
+	arm64)
+		command -v aarch64-linux-gnu-gcc >/dev/null || die "no aarch64-linux-gnu-gcc: apt-get install gcc-aarch64-linux-gnu"
+		export ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
+		image=Image image_path=arch/arm64/boot/Image
+		;;
+	*) unset ARCH CROSS_COMPILE; image=bzImage image_path=arch/x86/boot/bzImage ;;
+	esac
+}
+
 # key VARIANT: the hash of everything that decides VARIANT's kernel.
 key() {
 	local files=("$here/kernel/base.config") fns=(apply compile "recipe_$1")
 	case $1 in
 	linux61) files+=("$here/kernel/linux61.absent") ;;
+	arm64) files=("$here/kernel/arm64.config"); fns=(apply compile_cross cross "recipe_$1") ;;
 	compat | iommufdtest | bench) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
 	esac
 	(echo "$1"; cat "${files[@]}"; declare -f "${fns[@]}") | sha256sum | cut -c1-12
@@ -127,20 +153,22 @@ key() {
 
 build() {
 	local variant=$1
-	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, bench, headers, source)"
+	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, bench, arm64, headers, source)"
 	local dir=$cache/build/$variant
 	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
 	local out=$cache/kernels/$kver-$variant-$(key "$variant")
-	if [ -f "$out/bzImage" ]; then echo "$variant $out/bzImage"; return; fi
+	cross "$variant"
+	if [ -f "$out/$image" ]; then echo "$variant $out/$image"; return; fi
 	local t0=$SECONDS
 	"recipe_$variant" "$dir"
 	log "building $variant ($kver) in $dir with $jobs jobs"
-	compile "$dir" || { tail -n 40 "$dir/build.log" >&2; die "build of $variant failed; log: $dir/build.log"; }
+	if [ "$image" = bzImage ]; then compile "$dir"; else compile_cross "$dir"; fi ||
+		{ tail -n 40 "$dir/build.log" >&2; die "build of $variant failed; log: $dir/build.log"; }
 	mkdir -p "$out"
 	cp "$dir/.config" "$out/config"
-	cp "$dir/arch/x86/boot/bzImage" "$out/bzImage.tmp" && mv "$out/bzImage.tmp" "$out/bzImage"
+	cp "$dir/$image_path" "$out/$image.tmp" && mv "$out/$image.tmp" "$out/$image"
 	log "built $variant in $((SECONDS - t0)) s"
-	echo "$variant $out/bzImage"
+	echo "$variant $out/$image"
 }
 
 headers() {

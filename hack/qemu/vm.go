@@ -31,6 +31,37 @@ type Profile struct {
 	// with QEMU 7.2, an nvme behind a PCIe root port under amd-iommu never
 	// finishes its probe and the guest never reaches init.
 	NVMeOnRootBus bool
+	// Arch is the guest's GOARCH ("" is amd64); see Archs.
+	Arch string
+	// Devices are the QEMU arguments of the guest's devices (nil: the x86
+	// Topology).
+	Devices []string
+}
+
+// Arch is how QEMU runs a guest architecture.
+type Arch struct {
+	QEMU    string   // the system emulator
+	Package string   // the Debian package that has it
+	Console string   // the kernel's console device
+	Port    string   // the results port in the guest ("" : frame.Port)
+	Results []string // QEMU arguments giving the results port the "res" chardev
+	CPU     string   // for TCG
+}
+
+// Archs are the guest architectures. Foreign ones always run under TCG.
+var Archs = map[string]Arch{
+	"amd64": {QEMU: "qemu-system-x86_64", Package: "qemu-system-x86", Console: "ttyS0",
+		Results: []string{"-serial", "chardev:res"}},
+	// QEMU virt has one PL011: the results go through a virtio console.
+	"arm64": {QEMU: "qemu-system-aarch64", Package: "qemu-system-arm", Console: "ttyAMA0", Port: "/dev/hvc0",
+		Results: []string{"-device", "virtio-serial-pci", "-device", "virtconsole,chardev=res"}, CPU: "max"},
+}
+
+func (p Profile) arch() string {
+	if p.Arch == "" {
+		return "amd64"
+	}
+	return p.Arch
 }
 
 // Profiles are the vIOMMUs the e2e suite runs under.
@@ -53,6 +84,14 @@ var Profiles = map[string]Profile{
 		IOMMU:   []string{"-device", "virtio-iommu-pci"},
 		// virtio-iommu has no interrupt remapping: VFIO refuses it unless told.
 		Cmdline: "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1",
+	},
+	// arm64 (QEMU virt, GICv3 with its ITS for MSIs) with an SMMUv3. The
+	// edus are its only devices.
+	"smmuv3": {
+		Name:    "smmuv3",
+		Arch:    "arm64",
+		Machine: "virt,iommu=smmuv3,gic-version=3",
+		Devices: []string{"-device", "edu,addr=0x3", "-device", "edu,addr=0x6"},
 	},
 	// No vIOMMU at all, and VFIO's unsafe no-IOMMU mode on: devices DMA to
 	// physical addresses, so edu may address all of memory (its default
@@ -233,29 +272,41 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 		loglevel = l
 	}
 	// vfio_pci.enable_sriov: a PF on vfio-pci may enable its VFs.
-	cmdline := "console=ttyS0 panic=-1 oops=panic vfio_pci.enable_sriov=1 loglevel=" + loglevel
+	arch := Archs[prof.arch()]
+	cmdline := "console=" + arch.Console + " panic=-1 oops=panic vfio_pci.enable_sriov=1 loglevel=" + loglevel
+	if arch.Port != "" {
+		cmdline += " " + frame.PortParam + "=" + arch.Port
+	}
 	if !spec.OmitProfileCmdline && prof.Cmdline != "" {
 		cmdline += " " + prof.Cmdline
 	}
 	if spec.Cmdline != "" {
 		cmdline += " " + spec.Cmdline
 	}
-	accel, cpu := Accel(kernel)
+	accel, cpu := "tcg", arch.CPU
+	if prof.arch() == "amd64" {
+		accel, cpu = Accel(kernel)
+	}
 	args := []string{
 		"-machine", prof.Machine, "-accel", accel, "-cpu", cpu, "-smp", "2", "-m", "1G",
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-nic", "none",
 		"-chardev", "file,id=con,path=" + console, "-serial", "chardev:con",
-		"-chardev", "stdio,id=res,signal=off", "-serial", "chardev:res",
+		"-chardev", "stdio,id=res,signal=off",
 	}
+	args = append(args, arch.Results...)
 	args = append(args, prof.IOMMU...) // before the devices it translates
-	args = append(args, Topology(nvme, sriov, prof)...)
+	if prof.Devices != nil {
+		args = append(args, prof.Devices...)
+	} else {
+		args = append(args, Topology(nvme, sriov, prof)...)
+	}
 	args = append(args, "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
 	args = append(args, spec.QEMUArgs...)
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
 	progressed := make(chan struct{})
 	stalled := watchProgress(ctx, cancel, progressed, accel)
-	qemu := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	qemu := exec.CommandContext(ctx, arch.QEMU, args...)
 	qemu.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	qemu.Stderr = &stderr
@@ -265,7 +316,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	start := time.Now()
 	if err := qemu.Start(); err != nil {
-		return nil, fmt.Errorf("qemu-system-x86_64: %w (apt-get install qemu-system-x86)", err)
+		return nil, fmt.Errorf("%s: %w (apt-get install %s)", arch.QEMU, err, arch.Package)
 	}
 	var src io.Reader = &firstByte{r: stdout, seen: progressed}
 	if spec.Stream != nil {
@@ -430,15 +481,20 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	for _, d := range []string{"proc", "sys", "dev", "tmp", "run", "root", "mnt"} {
 		a.Dir(d)
 	}
+	goarch := Profiles[spec.Profile].arch()
 	initBin := filepath.Join(work, "init")
-	if err := goBuild(root, "build", "-o", initBin, "./hack/qemu/guestinit"); err != nil {
+	if err := goBuild(root, goarch, "build", "-o", initBin, "./hack/qemu/guestinit"); err != nil {
 		return err
 	}
 	if err := addFile(a, "init", initBin); err != nil {
 		return err
 	}
-	if err := addBusybox(a); err != nil {
-		return err
+	// The host's busybox is for amd64 guests only; the other guests run
+	// no shell commands.
+	if goarch == "amd64" {
+		if err := addBusybox(a); err != nil {
+			return err
+		}
 	}
 	// The PCI ID database (pciutils), so the guest shows device names.
 	for _, p := range []string{"/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"} {
@@ -456,7 +512,7 @@ func buildInitramfs(spec Spec, work, dst string) error {
 		// checkptr: every unsafe.Pointer conversion in the library and the
 		// tests is checked at run time in the guest, as -race does on the host.
 		dir, target := moduleOf(root, pkg)
-		if err := goBuild(dir, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target); err != nil {
+		if err := goBuild(dir, goarch, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
@@ -468,7 +524,7 @@ func buildInitramfs(spec Spec, work, dst string) error {
 	for guest, pkg := range spec.Builds {
 		bin := filepath.Join(work, filepath.Base(guest)+".bin")
 		dir, target := moduleOf(root, pkg)
-		if err := goBuild(dir, "build", "-o", bin, target); err != nil {
+		if err := goBuild(dir, goarch, "build", "-o", bin, target); err != nil {
 			return err
 		}
 		if err := addFile(a, guest, bin); err != nil {
@@ -515,12 +571,13 @@ func moduleOf(root, pkg string) (dir, target string) {
 	return root, pkg
 }
 
-// goBuild runs the go command for the guest in dir: static, no cgo, amd64.
-func goBuild(dir string, args ...string) error {
+// goBuild runs the go command for the guest in dir: static, no cgo, for
+// the guest's GOARCH.
+func goBuild(dir, goarch string, args ...string) error {
 	// go test and go run put their own toolchain first in PATH.
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}

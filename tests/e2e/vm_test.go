@@ -21,6 +21,21 @@ import (
 // guestPackages run inside every boot.
 var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./deviceplugin/guest"}
 
+// ArmTests are the guest tests of the arm64 boot: those that need only
+// the edus, and the SMMUv3's own.
+const ArmTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
+	"TestIOVARangesAndHWInfo|TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|" +
+	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3)$"
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 func list(env string, def []string) []string {
 	if v := os.Getenv(env); v != "" {
 		return strings.Split(v, ",")
@@ -33,10 +48,10 @@ func TestVM(t *testing.T) {
 	if r := os.Getenv("VFIOCTL_E2E_RUN"); r != "" {
 		args = append(args, "-test.run="+r)
 	}
-	kernels := list("VFIOCTL_E2E_KERNELS", append(qemu.KernelVariants, qemu.MockKernel))
+	kernels := list("VFIOCTL_E2E_KERNELS", append(qemu.KernelVariants, qemu.MockKernel, "arm64"))
 	for _, k := range kernels {
-		if k == qemu.MockKernel {
-			continue // below: it boots without a vIOMMU
+		if k == qemu.MockKernel || k == "arm64" {
+			continue // below: it boots without a vIOMMU; arm64 has its own machine
 		}
 		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
 			t.Run(k+"/"+p, func(t *testing.T) {
@@ -61,6 +76,9 @@ func TestVM(t *testing.T) {
 	// first (Linux 6.12 hands a device without firmware description to the
 	// first IOMMU registered, which under a vIOMMU is intel or amd).
 	for _, k := range kernels {
+		if k == "arm64" {
+			continue
+		}
 		run := "^TestNoIOMMU$"
 		if k == qemu.MockKernel {
 			run = "^(TestNoIOMMU|TestMock.*)$"
@@ -74,6 +92,25 @@ func TestVM(t *testing.T) {
 				Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl"},
 				Env:      []string{"VFIOCTL_EXPECT_NOIOMMU=1"},
 				Timeout:  3 * time.Minute,
+			})
+		})
+	}
+	// arm64 virt with an SMMUv3 (kernel cross-built, guest binaries
+	// GOARCH=arm64, TCG): the tests that need only the edus.
+	if contains(kernels, "arm64") {
+		t.Run("arm64/smmuv3", func(t *testing.T) {
+			run := "-test.run=" + ArmTests
+			if len(args) > 0 {
+				run = args[0]
+			}
+			qemu.Run(t, qemu.Spec{
+				Kernel:   "arm64",
+				Profile:  "smmuv3",
+				Packages: []string{"./tests/e2e/guest", "./deviceplugin/guest"},
+				TestArgs: []string{run},
+				Builds: map[string]string{"bin/vfioctl": "./cmd/vfioctl",
+					"bin/vfioctl-device-plugin": "deviceplugin/cmd/vfioctl-device-plugin"},
+				Timeout: 8 * time.Minute,
 			})
 		})
 	}

@@ -8,6 +8,9 @@ import "time"
 const (
 	ManifestPath = "/vfioctl/manifest.json"
 	Port         = "/dev/ttyS1" // the second serial port: results only
+	// PortParam on the kernel command line names another results port
+	// (vfioctl.port=/dev/hvc0), for machines with one serial port.
+	PortParam = "vfioctl.port"
 	// GuestEnv is set to 1 in every command the guest runs, so tests know
 	// they are inside the e2e VM.
 	GuestEnv = "VFIOCTL_GUEST"

@@ -120,9 +120,17 @@ func setup() io.Writer {
 			fmt.Fprintf(os.Stderr, "guestinit: mount %s: %v\n", m.dst, err)
 		}
 	}
-	f, err := os.OpenFile(frame.Port, os.O_WRONLY|unix.O_NOCTTY, 0)
+	port := frame.Port
+	if b, err := os.ReadFile("/proc/cmdline"); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			if v, ok := strings.CutPrefix(f, frame.PortParam+"="); ok {
+				port = v
+			}
+		}
+	}
+	f, err := os.OpenFile(port, os.O_WRONLY|unix.O_NOCTTY, 0)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "guestinit: %s: %v\n", frame.Port, err)
+		fmt.Fprintf(os.Stderr, "guestinit: %s: %v\n", port, err)
 		return os.Stderr
 	}
 	if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {

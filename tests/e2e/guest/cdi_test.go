@@ -111,6 +111,9 @@ func TestCDIGenerate(t *testing.T) {
 			t.Logf("%s: backend %s, %s", p, gen.Backend, gen.Path)
 		})
 	}
+	if Profile == "smmuv3" {
+		return // the arm64 guest has no NIC
+	}
 	nic := findDevice(t, wantDevices["e1000e"])
 	if d, _ := pci.Get(nic); d.Driver != pci.VFIODriver {
 		out := mustExit(t, 6, "cdi", "generate", "--dir", t.TempDir(), nic)

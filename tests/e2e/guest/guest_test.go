@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vfioctl/vfioctl/hack/qemu/frame"
+	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
@@ -18,10 +19,19 @@ var (
 	Profile = os.Getenv("VFIOCTL_PROFILE")
 )
 
+// bootGroups is each PCI device's IOMMU group as the guest booted, before
+// any test bound a driver (-1: none yet).
+var bootGroups = map[string]int{}
+
 func TestMain(m *testing.M) {
 	if os.Getenv(frame.GuestEnv) == "" {
 		fmt.Println("guest tests run inside the e2e VM: go test ./tests/e2e")
 		os.Exit(0)
+	}
+	if devs, err := pci.List(); err == nil {
+		for _, d := range devs {
+			bootGroups[d.Address] = d.IOMMUGroup
+		}
 	}
 	os.Exit(m.Run())
 }
