@@ -27,6 +27,15 @@
 // newer_linux.go, kept by hand, with the kernel version that added each
 // ioctl in Since.
 //
+// # Request numbers per architecture
+//
+// Every VFIO and iommufd request is _IO(type, nr). The generic encoding (x86,
+// arm64, riscv64, s390x) puts nothing in the direction field; powerpc and
+// mips put _IOC_NONE = 1 at bit 29. The constants are written as IOCNone |
+// type<<8|nr, IOCNone chosen by build tags: VFIO_GET_API_VERSION is 0x3b64
+// on amd64 and arm64, 0x20003b64 on ppc64le (TestIoctlNumbersPPC64LE checks
+// every number against the powerpc64le cross compiler's).
+//
 // # Ioctl helpers
 //
 // zioctl_linux.go (generated too) has one function per ioctl, named for it:

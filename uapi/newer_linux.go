@@ -19,17 +19,17 @@ const (
 
 const (
 	// IOMMU_IOAS_MAP_FILE maps a range of a memfd (or other mappable file) into an IOAS (struct iommu_ioas_map_file). Linux 6.13.
-	IOMMU_IOAS_MAP_FILE = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_IOAS_MAP_FILE
+	IOMMU_IOAS_MAP_FILE = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_IOAS_MAP_FILE
 	// IOMMU_VIOMMU_ALLOC allocates a virtual IOMMU on a nesting-parent HWPT (struct iommu_viommu_alloc). Linux 6.13.
-	IOMMU_VIOMMU_ALLOC = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VIOMMU_ALLOC
+	IOMMU_VIOMMU_ALLOC = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VIOMMU_ALLOC
 	// IOMMU_VDEVICE_ALLOC creates a device's virtual instance with a guest-visible ID on a vIOMMU (struct iommu_vdevice_alloc). Linux 6.13.
-	IOMMU_VDEVICE_ALLOC = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VDEVICE_ALLOC
+	IOMMU_VDEVICE_ALLOC = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VDEVICE_ALLOC
 	// IOMMU_IOAS_CHANGE_PROCESS moves the pinned-page accounting of every mapping to the calling process, for live update (struct iommu_ioas_change_process). Linux 6.14.
-	IOMMU_IOAS_CHANGE_PROCESS = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_IOAS_CHANGE_PROCESS
+	IOMMU_IOAS_CHANGE_PROCESS = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_IOAS_CHANGE_PROCESS
 	// IOMMU_VEVENTQ_ALLOC allocates a queue delivering a vIOMMU's events, returning its id and fd (struct iommu_veventq_alloc). Linux 6.15.
-	IOMMU_VEVENTQ_ALLOC = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VEVENTQ_ALLOC
+	IOMMU_VEVENTQ_ALLOC = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_VEVENTQ_ALLOC
 	// IOMMU_HW_QUEUE_ALLOC hands a hardware queue of a vIOMMU to user space (struct iommu_hw_queue_alloc). Linux 6.17.
-	IOMMU_HW_QUEUE_ALLOC = IOMMUFD_TYPE<<8 | IOMMUFD_CMD_HW_QUEUE_ALLOC
+	IOMMU_HW_QUEUE_ALLOC = IOCNone | IOMMUFD_TYPE<<8 | IOMMUFD_CMD_HW_QUEUE_ALLOC
 )
 
 // Since maps every iommufd ioctl to the Linux version that added it, so a

@@ -31,7 +31,7 @@ type IommuDestroy struct {
 
 const (
 	// IOMMU_DESTROY destroys any iommufd object by id (struct iommu_destroy).
-	IOMMU_DESTROY = 0x3b80 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)
+	IOMMU_DESTROY = IOCNone | 0x3b80 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY)
 )
 
 // IommuIoasAlloc is struct iommu_ioas_alloc (linux/iommufd.h, 12 bytes).
@@ -43,7 +43,7 @@ type IommuIoasAlloc struct {
 
 const (
 	// IOMMU_IOAS_ALLOC allocates an I/O address space and returns its id (struct iommu_ioas_alloc).
-	IOMMU_IOAS_ALLOC = 0x3b81 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)
+	IOMMU_IOAS_ALLOC = IOCNone | 0x3b81 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)
 )
 
 // IommuIovaRange is struct iommu_iova_range (linux/iommufd.h, 16 bytes).
@@ -64,7 +64,7 @@ type IommuIoasIovaRanges struct {
 
 const (
 	// IOMMU_IOAS_IOVA_RANGES lists the IOVA ranges an IOAS can map (struct iommu_ioas_iova_ranges).
-	IOMMU_IOAS_IOVA_RANGES = 0x3b84 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES)
+	IOMMU_IOAS_IOVA_RANGES = IOCNone | 0x3b84 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES)
 )
 
 // IommuIoasAllowIovas is struct iommu_ioas_allow_iovas (linux/iommufd.h, 24 bytes).
@@ -78,7 +78,7 @@ type IommuIoasAllowIovas struct {
 
 const (
 	// IOMMU_IOAS_ALLOW_IOVAS restricts the IOVAs the kernel may choose to the given ranges.
-	IOMMU_IOAS_ALLOW_IOVAS = 0x3b82 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOW_IOVAS)
+	IOMMU_IOAS_ALLOW_IOVAS = IOCNone | 0x3b82 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOW_IOVAS)
 )
 
 const (
@@ -100,7 +100,7 @@ type IommuIoasMap struct {
 
 const (
 	// IOMMU_IOAS_MAP maps process memory into an IOAS at a fixed or kernel-chosen IOVA (struct iommu_ioas_map).
-	IOMMU_IOAS_MAP = 0x3b85 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)
+	IOMMU_IOAS_MAP = IOCNone | 0x3b85 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP)
 )
 
 // IommuIoasCopy is struct iommu_ioas_copy (linux/iommufd.h, 40 bytes).
@@ -116,7 +116,7 @@ type IommuIoasCopy struct {
 
 const (
 	// IOMMU_IOAS_COPY maps into one IOAS the pages already pinned by a mapping of another (struct iommu_ioas_copy).
-	IOMMU_IOAS_COPY = 0x3b83 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_COPY)
+	IOMMU_IOAS_COPY = IOCNone | 0x3b83 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_COPY)
 )
 
 // IommuIoasUnmap is struct iommu_ioas_unmap (linux/iommufd.h, 24 bytes).
@@ -129,7 +129,7 @@ type IommuIoasUnmap struct {
 
 const (
 	// IOMMU_IOAS_UNMAP unmaps an IOVA range, or everything, from an IOAS (struct iommu_ioas_unmap).
-	IOMMU_IOAS_UNMAP = 0x3b86 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)
+	IOMMU_IOAS_UNMAP = IOCNone | 0x3b86 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP)
 )
 
 const (
@@ -151,7 +151,7 @@ type IommuOption struct {
 
 const (
 	// IOMMU_OPTION gets or sets an iommufd option such as RLIMIT accounting mode or huge pages (struct iommu_option).
-	IOMMU_OPTION = 0x3b87 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION)
+	IOMMU_OPTION = IOCNone | 0x3b87 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION)
 )
 
 const (
@@ -170,7 +170,7 @@ type IommuVfioIoas struct {
 
 const (
 	// IOMMU_VFIO_IOAS gets, sets or clears the IOAS the VFIO compat container uses (struct iommu_vfio_ioas).
-	IOMMU_VFIO_IOAS = 0x3b88 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_VFIO_IOAS)
+	IOMMU_VFIO_IOAS = IOCNone | 0x3b88 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_VFIO_IOAS)
 )
 
 const (
@@ -212,7 +212,7 @@ type IommuHwptAlloc struct {
 
 const (
 	// IOMMU_HWPT_ALLOC allocates a hardware page table on a device, optionally nested or dirty-tracking (struct iommu_hwpt_alloc).
-	IOMMU_HWPT_ALLOC = 0x3b89 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC)
+	IOMMU_HWPT_ALLOC = IOCNone | 0x3b89 // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC)
 )
 
 const (
@@ -250,7 +250,7 @@ type IommuHwInfo struct {
 
 const (
 	// IOMMU_GET_HW_INFO returns the IOMMU type and its driver-specific info for a device (struct iommu_hw_info).
-	IOMMU_GET_HW_INFO = 0x3b8a // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO)
+	IOMMU_GET_HW_INFO = IOCNone | 0x3b8a // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO)
 )
 
 const (
@@ -267,7 +267,7 @@ type IommuHwptSetDirtyTracking struct {
 
 const (
 	// IOMMU_HWPT_SET_DIRTY_TRACKING starts or stops dirty tracking on a HWPT.
-	IOMMU_HWPT_SET_DIRTY_TRACKING = 0x3b8b // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING)
+	IOMMU_HWPT_SET_DIRTY_TRACKING = IOCNone | 0x3b8b // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING)
 )
 
 const (
@@ -288,7 +288,7 @@ type IommuHwptGetDirtyBitmap struct {
 
 const (
 	// IOMMU_HWPT_GET_DIRTY_BITMAP reads (and by default clears) a HWPT's dirty bitmap for an IOVA range.
-	IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP)
+	IOMMU_HWPT_GET_DIRTY_BITMAP = IOCNone | 0x3b8c // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP)
 )
 
 const (
@@ -317,7 +317,7 @@ type IommuHwptInvalidate struct {
 
 const (
 	// IOMMU_HWPT_INVALIDATE invalidates a nested HWPT's caches with driver-specific requests.
-	IOMMU_HWPT_INVALIDATE = 0x3b8d // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_INVALIDATE)
+	IOMMU_HWPT_INVALIDATE = IOCNone | 0x3b8d // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_INVALIDATE)
 )
 
 const (
@@ -363,5 +363,5 @@ type IommuFaultAlloc struct {
 
 const (
 	// IOMMU_FAULT_QUEUE_ALLOC allocates a queue delivering I/O page faults, returning its id and fd.
-	IOMMU_FAULT_QUEUE_ALLOC = 0x3b8e // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_FAULT_QUEUE_ALLOC)
+	IOMMU_FAULT_QUEUE_ALLOC = IOCNone | 0x3b8e // _IO(IOMMUFD_TYPE, IOMMUFD_CMD_FAULT_QUEUE_ALLOC)
 )

@@ -28,11 +28,11 @@ type VfioInfoCapHeader struct {
 
 const (
 	// VFIO_GET_API_VERSION returns the VFIO API version (VFIO_API_VERSION, 0).
-	VFIO_GET_API_VERSION = 0x3b64 // _IO(VFIO_TYPE, VFIO_BASE + 0)
+	VFIO_GET_API_VERSION = IOCNone | 0x3b64 // _IO(VFIO_TYPE, VFIO_BASE + 0)
 	// VFIO_CHECK_EXTENSION reports whether the container supports an IOMMU type or extension (arg: the extension).
-	VFIO_CHECK_EXTENSION = 0x3b65 // _IO(VFIO_TYPE, VFIO_BASE + 1)
+	VFIO_CHECK_EXTENSION = IOCNone | 0x3b65 // _IO(VFIO_TYPE, VFIO_BASE + 1)
 	// VFIO_SET_IOMMU sets the container's IOMMU model (arg: e.g. VFIO_TYPE1v2_IOMMU); needs a group attached.
-	VFIO_SET_IOMMU = 0x3b66 // _IO(VFIO_TYPE, VFIO_BASE + 2)
+	VFIO_SET_IOMMU = IOCNone | 0x3b66 // _IO(VFIO_TYPE, VFIO_BASE + 2)
 )
 
 // VfioGroupStatus is struct vfio_group_status (linux/vfio.h, 8 bytes).
@@ -48,13 +48,13 @@ const (
 
 const (
 	// VFIO_GROUP_GET_STATUS reports whether the group is viable and has a container (struct vfio_group_status).
-	VFIO_GROUP_GET_STATUS = 0x3b67 // _IO(VFIO_TYPE, VFIO_BASE + 3)
+	VFIO_GROUP_GET_STATUS = IOCNone | 0x3b67 // _IO(VFIO_TYPE, VFIO_BASE + 3)
 	// VFIO_GROUP_SET_CONTAINER attaches the group to a container fd or an iommufd fd (arg: *int32 fd).
-	VFIO_GROUP_SET_CONTAINER = 0x3b68 // _IO(VFIO_TYPE, VFIO_BASE + 4)
+	VFIO_GROUP_SET_CONTAINER = IOCNone | 0x3b68 // _IO(VFIO_TYPE, VFIO_BASE + 4)
 	// VFIO_GROUP_UNSET_CONTAINER detaches the group from its container.
-	VFIO_GROUP_UNSET_CONTAINER = 0x3b69 // _IO(VFIO_TYPE, VFIO_BASE + 5)
+	VFIO_GROUP_UNSET_CONTAINER = IOCNone | 0x3b69 // _IO(VFIO_TYPE, VFIO_BASE + 5)
 	// VFIO_GROUP_GET_DEVICE_FD returns a device fd for the device named by the string argument.
-	VFIO_GROUP_GET_DEVICE_FD = 0x3b6a // _IO(VFIO_TYPE, VFIO_BASE + 6)
+	VFIO_GROUP_GET_DEVICE_FD = IOCNone | 0x3b6a // _IO(VFIO_TYPE, VFIO_BASE + 6)
 )
 
 // VfioDeviceInfo is struct vfio_device_info (linux/vfio.h, 24 bytes).
@@ -81,7 +81,7 @@ const (
 
 const (
 	// VFIO_DEVICE_GET_INFO fills struct vfio_device_info: flags, region and IRQ counts, capability chain.
-	VFIO_DEVICE_GET_INFO = 0x3b6b // _IO(VFIO_TYPE, VFIO_BASE + 7)
+	VFIO_DEVICE_GET_INFO = IOCNone | 0x3b6b // _IO(VFIO_TYPE, VFIO_BASE + 7)
 )
 
 const (
@@ -129,7 +129,7 @@ const (
 
 const (
 	// VFIO_DEVICE_GET_REGION_INFO fills struct vfio_region_info for one region index: size, offset, flags, capabilities.
-	VFIO_DEVICE_GET_REGION_INFO = 0x3b6c // _IO(VFIO_TYPE, VFIO_BASE + 8)
+	VFIO_DEVICE_GET_REGION_INFO = IOCNone | 0x3b6c // _IO(VFIO_TYPE, VFIO_BASE + 8)
 )
 
 const (
@@ -247,7 +247,7 @@ const (
 
 const (
 	// VFIO_DEVICE_GET_IRQ_INFO fills struct vfio_irq_info for one IRQ index: count and flags.
-	VFIO_DEVICE_GET_IRQ_INFO = 0x3b6d // _IO(VFIO_TYPE, VFIO_BASE + 9)
+	VFIO_DEVICE_GET_IRQ_INFO = IOCNone | 0x3b6d // _IO(VFIO_TYPE, VFIO_BASE + 9)
 )
 
 // VfioIrqSet is struct vfio_irq_set (linux/vfio.h, 20 bytes).
@@ -271,7 +271,7 @@ const (
 
 const (
 	// VFIO_DEVICE_SET_IRQS sets triggers, masks or unmasks IRQs of one index (struct vfio_irq_set with data).
-	VFIO_DEVICE_SET_IRQS = 0x3b6e // _IO(VFIO_TYPE, VFIO_BASE + 10)
+	VFIO_DEVICE_SET_IRQS = IOCNone | 0x3b6e // _IO(VFIO_TYPE, VFIO_BASE + 10)
 )
 
 const (
@@ -281,7 +281,7 @@ const (
 
 const (
 	// VFIO_DEVICE_RESET resets the device (function-level reset or equivalent).
-	VFIO_DEVICE_RESET = 0x3b6f // _IO(VFIO_TYPE, VFIO_BASE + 11)
+	VFIO_DEVICE_RESET = IOCNone | 0x3b6f // _IO(VFIO_TYPE, VFIO_BASE + 11)
 )
 
 const (
@@ -339,7 +339,7 @@ const (
 
 const (
 	// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO lists the devices a PCI hot reset of this device would affect.
-	VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
+	VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = IOCNone | 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
 )
 
 // VfioPciHotReset is struct vfio_pci_hot_reset (linux/vfio.h, 12 bytes).
@@ -352,7 +352,7 @@ type VfioPciHotReset struct {
 
 const (
 	// VFIO_DEVICE_PCI_HOT_RESET performs a PCI bus or slot reset, proving ownership by group fds or the iommufd.
-	VFIO_DEVICE_PCI_HOT_RESET = 0x3b71 // _IO(VFIO_TYPE, VFIO_BASE + 13)
+	VFIO_DEVICE_PCI_HOT_RESET = IOCNone | 0x3b71 // _IO(VFIO_TYPE, VFIO_BASE + 13)
 )
 
 // VfioDeviceGfxPlaneInfo is struct vfio_device_gfx_plane_info (linux/vfio.h, 64 bytes).
@@ -382,9 +382,9 @@ const (
 
 const (
 	// VFIO_DEVICE_QUERY_GFX_PLANE queries or probes a mediated device's graphics plane.
-	VFIO_DEVICE_QUERY_GFX_PLANE = 0x3b72 // _IO(VFIO_TYPE, VFIO_BASE + 14)
+	VFIO_DEVICE_QUERY_GFX_PLANE = IOCNone | 0x3b72 // _IO(VFIO_TYPE, VFIO_BASE + 14)
 	// VFIO_DEVICE_GET_GFX_DMABUF returns a dma-buf fd for a graphics plane (arg: dmabuf id).
-	VFIO_DEVICE_GET_GFX_DMABUF = 0x3b73 // _IO(VFIO_TYPE, VFIO_BASE + 15)
+	VFIO_DEVICE_GET_GFX_DMABUF = IOCNone | 0x3b73 // _IO(VFIO_TYPE, VFIO_BASE + 15)
 )
 
 // VfioDeviceIoeventfd is struct vfio_device_ioeventfd (linux/vfio.h, 32 bytes).
@@ -407,7 +407,7 @@ const (
 
 const (
 	// VFIO_DEVICE_IOEVENTFD makes the kernel write a value to a region offset when an eventfd fires.
-	VFIO_DEVICE_IOEVENTFD = 0x3b74 // _IO(VFIO_TYPE, VFIO_BASE + 16)
+	VFIO_DEVICE_IOEVENTFD = IOCNone | 0x3b74 // _IO(VFIO_TYPE, VFIO_BASE + 16)
 )
 
 // VfioDeviceFeature is struct vfio_device_feature (linux/vfio.h, 8 bytes).
@@ -426,7 +426,7 @@ const (
 
 const (
 	// VFIO_DEVICE_FEATURE gets, sets or probes a device feature (migration, DMA logging, low power ...).
-	VFIO_DEVICE_FEATURE = 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
+	VFIO_DEVICE_FEATURE = IOCNone | 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
 )
 
 // VfioDeviceBindIommufd is struct vfio_device_bind_iommufd (linux/vfio.h, 16 bytes).
@@ -439,7 +439,7 @@ type VfioDeviceBindIommufd struct {
 
 const (
 	// VFIO_DEVICE_BIND_IOMMUFD binds a device cdev to an iommufd and returns its device id (struct vfio_device_bind_iommufd).
-	VFIO_DEVICE_BIND_IOMMUFD = 0x3b76 // _IO(VFIO_TYPE, VFIO_BASE + 18)
+	VFIO_DEVICE_BIND_IOMMUFD = IOCNone | 0x3b76 // _IO(VFIO_TYPE, VFIO_BASE + 18)
 )
 
 // VfioDeviceAttachIommufdPt is struct vfio_device_attach_iommufd_pt (linux/vfio.h, 12 bytes).
@@ -451,7 +451,7 @@ type VfioDeviceAttachIommufdPt struct {
 
 const (
 	// VFIO_DEVICE_ATTACH_IOMMUFD_PT attaches a bound device cdev to an IOAS or HWPT (struct vfio_device_attach_iommufd_pt).
-	VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77 // _IO(VFIO_TYPE, VFIO_BASE + 19)
+	VFIO_DEVICE_ATTACH_IOMMUFD_PT = IOCNone | 0x3b77 // _IO(VFIO_TYPE, VFIO_BASE + 19)
 )
 
 // VfioDeviceDetachIommufdPt is struct vfio_device_detach_iommufd_pt (linux/vfio.h, 8 bytes).
@@ -462,7 +462,7 @@ type VfioDeviceDetachIommufdPt struct {
 
 const (
 	// VFIO_DEVICE_DETACH_IOMMUFD_PT detaches a device cdev from its IOAS or HWPT.
-	VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78 // _IO(VFIO_TYPE, VFIO_BASE + 20)
+	VFIO_DEVICE_DETACH_IOMMUFD_PT = IOCNone | 0x3b78 // _IO(VFIO_TYPE, VFIO_BASE + 20)
 )
 
 const (
@@ -510,7 +510,7 @@ type VfioPrecopyInfo struct {
 
 const (
 	// VFIO_MIG_GET_PRECOPY_INFO reports how much migration data is left in the pre-copy phase.
-	VFIO_MIG_GET_PRECOPY_INFO = 0x3b79 // _IO(VFIO_TYPE, VFIO_BASE + 21)
+	VFIO_MIG_GET_PRECOPY_INFO = IOCNone | 0x3b79 // _IO(VFIO_TYPE, VFIO_BASE + 21)
 )
 
 const (
@@ -633,7 +633,7 @@ type VfioIommuType1InfoDmaAvail struct {
 
 const (
 	// VFIO_IOMMU_GET_INFO fills struct vfio_iommu_type1_info: page sizes and a capability chain.
-	VFIO_IOMMU_GET_INFO = 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
+	VFIO_IOMMU_GET_INFO = IOCNone | 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
 )
 
 // VfioIommuType1DmaMap is struct vfio_iommu_type1_dma_map (linux/vfio.h, 32 bytes).
@@ -653,7 +653,7 @@ const (
 
 const (
 	// VFIO_IOMMU_MAP_DMA maps process memory at an IOVA (struct vfio_iommu_type1_dma_map).
-	VFIO_IOMMU_MAP_DMA = 0x3b71 // _IO(VFIO_TYPE, VFIO_BASE + 13)
+	VFIO_IOMMU_MAP_DMA = IOCNone | 0x3b71 // _IO(VFIO_TYPE, VFIO_BASE + 13)
 )
 
 // VfioBitmap is struct vfio_bitmap (linux/vfio.h, 24 bytes).
@@ -680,11 +680,11 @@ const (
 
 const (
 	// VFIO_IOMMU_UNMAP_DMA unmaps an IOVA range, or everything with VFIO_DMA_UNMAP_FLAG_ALL (struct vfio_iommu_type1_dma_unmap).
-	VFIO_IOMMU_UNMAP_DMA = 0x3b72 // _IO(VFIO_TYPE, VFIO_BASE + 14)
+	VFIO_IOMMU_UNMAP_DMA = IOCNone | 0x3b72 // _IO(VFIO_TYPE, VFIO_BASE + 14)
 	// VFIO_IOMMU_ENABLE enables the IOMMU (sPAPR TCE only).
-	VFIO_IOMMU_ENABLE = 0x3b73 // _IO(VFIO_TYPE, VFIO_BASE + 15)
+	VFIO_IOMMU_ENABLE = IOCNone | 0x3b73 // _IO(VFIO_TYPE, VFIO_BASE + 15)
 	// VFIO_IOMMU_DISABLE disables the IOMMU (sPAPR TCE only).
-	VFIO_IOMMU_DISABLE = 0x3b74 // _IO(VFIO_TYPE, VFIO_BASE + 16)
+	VFIO_IOMMU_DISABLE = IOCNone | 0x3b74 // _IO(VFIO_TYPE, VFIO_BASE + 16)
 )
 
 // VfioIommuType1DirtyBitmap is struct vfio_iommu_type1_dirty_bitmap (linux/vfio.h, 8 bytes).
@@ -709,7 +709,7 @@ type VfioIommuType1DirtyBitmapGet struct {
 
 const (
 	// VFIO_IOMMU_DIRTY_PAGES starts, stops or reads type1 dirty page tracking (struct vfio_iommu_type1_dirty_bitmap).
-	VFIO_IOMMU_DIRTY_PAGES = 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
+	VFIO_IOMMU_DIRTY_PAGES = IOCNone | 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
 )
 
 // VfioIommuSpaprTceDdwInfo is struct vfio_iommu_spapr_tce_ddw_info (linux/vfio.h, 16 bytes).
@@ -734,7 +734,7 @@ const (
 
 const (
 	// VFIO_IOMMU_SPAPR_TCE_GET_INFO fills struct vfio_iommu_spapr_tce_info (POWER).
-	VFIO_IOMMU_SPAPR_TCE_GET_INFO = 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
+	VFIO_IOMMU_SPAPR_TCE_GET_INFO = IOCNone | 0x3b70 // _IO(VFIO_TYPE, VFIO_BASE + 12)
 )
 
 // VfioEehPeErr is struct vfio_eeh_pe_err (linux/vfio.h, 24 bytes).
@@ -774,7 +774,7 @@ const (
 
 const (
 	// VFIO_EEH_PE_OP performs an EEH partitionable-endpoint operation (POWER).
-	VFIO_EEH_PE_OP = 0x3b79 // _IO(VFIO_TYPE, VFIO_BASE + 21)
+	VFIO_EEH_PE_OP = IOCNone | 0x3b79 // _IO(VFIO_TYPE, VFIO_BASE + 21)
 )
 
 // VfioIommuSpaprRegisterMemory is struct vfio_iommu_spapr_register_memory (linux/vfio.h, 24 bytes).
@@ -787,9 +787,9 @@ type VfioIommuSpaprRegisterMemory struct {
 
 const (
 	// VFIO_IOMMU_SPAPR_REGISTER_MEMORY pre-registers memory for TCE mappings (POWER).
-	VFIO_IOMMU_SPAPR_REGISTER_MEMORY = 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
+	VFIO_IOMMU_SPAPR_REGISTER_MEMORY = IOCNone | 0x3b75 // _IO(VFIO_TYPE, VFIO_BASE + 17)
 	// VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY unregisters memory registered for TCE mappings (POWER).
-	VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY = 0x3b76 // _IO(VFIO_TYPE, VFIO_BASE + 18)
+	VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY = IOCNone | 0x3b76 // _IO(VFIO_TYPE, VFIO_BASE + 18)
 )
 
 // VfioIommuSpaprTceCreate is struct vfio_iommu_spapr_tce_create (linux/vfio.h, 40 bytes).
@@ -806,7 +806,7 @@ type VfioIommuSpaprTceCreate struct {
 
 const (
 	// VFIO_IOMMU_SPAPR_TCE_CREATE creates a DMA window (POWER).
-	VFIO_IOMMU_SPAPR_TCE_CREATE = 0x3b77 // _IO(VFIO_TYPE, VFIO_BASE + 19)
+	VFIO_IOMMU_SPAPR_TCE_CREATE = IOCNone | 0x3b77 // _IO(VFIO_TYPE, VFIO_BASE + 19)
 )
 
 // VfioIommuSpaprTceRemove is struct vfio_iommu_spapr_tce_remove (linux/vfio.h, 16 bytes).
@@ -818,5 +818,5 @@ type VfioIommuSpaprTceRemove struct {
 
 const (
 	// VFIO_IOMMU_SPAPR_TCE_REMOVE removes a DMA window (POWER).
-	VFIO_IOMMU_SPAPR_TCE_REMOVE = 0x3b78 // _IO(VFIO_TYPE, VFIO_BASE + 20)
+	VFIO_IOMMU_SPAPR_TCE_REMOVE = IOCNone | 0x3b78 // _IO(VFIO_TYPE, VFIO_BASE + 20)
 )

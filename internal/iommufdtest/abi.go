@@ -3,7 +3,7 @@ package iommufdtest
 import "github.com/vfioctl/vfioctl/uapi"
 
 // cmdNumber is IOMMU_TEST_CMD: _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 32).
-const cmdNumber = uapi.IOMMUFD_TYPE<<8 | (uapi.IOMMUFD_CMD_BASE + 32)
+const cmdNumber = uapi.IOCNone | uapi.IOMMUFD_TYPE<<8 | (uapi.IOMMUFD_CMD_BASE + 32)
 
 // The operations of IOMMU_TEST_CMD (enum in iommufd_test.h).
 const (

@@ -148,6 +148,15 @@ func genConst(c *cabi.Const) string {
 			val = fmt.Sprint(c.Uint)
 		}
 	}
+	if c.Ioctl {
+		// Every VFIO and iommufd request is _IO(type, nr): no size, no
+		// direction, so the number is the architecture's _IOC_NONE bits
+		// (IOCNone: 0 on x86 and arm64, 1<<29 on powerpc) over type<<8|nr.
+		if c.Uint>>16 != 0 {
+			log.Fatalf("%s = %#x is not an _IO request: genuapi encodes only those", c.Name, c.Uint)
+		}
+		val = "IOCNone | " + val
+	}
 	return fmt.Sprintf("%s\t%s = %s // %s\n", doc, c.Name, val, src)
 }
 
