@@ -12,14 +12,7 @@ import (
 // every constant against the Go declarations. It never skips: without headers
 // it fails and says how to get them.
 func TestABI(t *testing.T) {
-	inc, err := cabi.HeaderDir("..")
-	if err != nil {
-		t.Fatalf("kernel headers: %v", err)
-	}
-	abi, err := cabi.Load(inc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc, abi := loadABI(t)
 	layout, err := cabi.Offsets(inc, abi)
 	if err != nil {
 		t.Fatal(err)
@@ -100,4 +93,19 @@ func TestABI(t *testing.T) {
 	}
 	t.Logf("checked against %s: %d structs, %d fields, %d ioctls, %d constants",
 		inc, len(abi.Structs), nfields, nioctls, len(abi.Consts)-nioctls)
+}
+
+// loadABI reads the 6.12 headers' ABI as the C compiler sees it; without
+// headers it fails and says how to get them.
+func loadABI(t *testing.T) (string, *cabi.ABI) {
+	t.Helper()
+	inc, err := cabi.HeaderDir("..")
+	if err != nil {
+		t.Fatalf("kernel headers: %v", err)
+	}
+	abi, err := cabi.Load(inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inc, abi
 }

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-
-	"github.com/vfioctl/vfioctl/internal/cabi"
 )
 
 // TestIoctlNumbersPPC64LE compiles the kernel's own request numbers with
@@ -24,14 +22,7 @@ func TestIoctlNumbersPPC64LE(t *testing.T) {
 	if err != nil {
 		t.Fatal("no powerpc64le-linux-gnu-gcc: apt-get install gcc-powerpc64le-linux-gnu (make deps does)")
 	}
-	inc, err := cabi.HeaderDir("..")
-	if err != nil {
-		t.Fatalf("kernel headers: %v", err)
-	}
-	abi, err := cabi.Load(inc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	inc, abi := loadABI(t)
 	// Only the VFIO and iommufd headers of the 6.12 tree: everything they
 	// include (linux/types.h, linux/ioctl.h, asm/...) comes from the cross
 	// compiler's powerpc sysroot.
