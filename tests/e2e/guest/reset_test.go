@@ -1,6 +1,8 @@
 package guest
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +37,7 @@ func vfioDevice(t *testing.T, addr string) {
 	if d.Driver == pci.VFIODriver {
 		return
 	}
+	settle(t, addr)
 	if _, err := pci.Bind(addr, pci.BindOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,38 @@ func vfioDevice(t *testing.T, addr string) {
 		if err != nil {
 			t.Errorf("give %s back: %v", addr, err)
 		}
+		settle(t, addr)
 	})
+}
+
+// settle waits until the kernel's nvme driver has finished with a
+// controller it probes: its probe returns at once and resets the
+// controller in a work item, and a reset that fails there releases the
+// driver from the device later. Taking the device meanwhile lets that late
+// release unbind vfio-pci under the next test (seen on Linux 6.1 under
+// virtio-iommu: the next open's group had no device).
+func settle(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if sysfsDriver(addr) != "nvme" {
+			return
+		}
+		states, _ := filepath.Glob("/sys/bus/pci/devices/" + addr + "/nvme/nvme*/state")
+		state := ""
+		if len(states) == 1 {
+			b, _ := os.ReadFile(states[0])
+			state = strings.TrimSpace(string(b))
+		}
+		if state == "live" { // a dead controller is released by the driver: wait for that
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("%s: the nvme driver still has the controller in state %q after 30 s", addr, state)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // mapBAR0 turns on memory decoding and bus mastering for h's device and
