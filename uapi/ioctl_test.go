@@ -31,7 +31,7 @@ func TestHelpersSetSizeAndReachKernel(t *testing.T) {
 		t.Fatalf("size %d (want %d), iova %#x", m.Size, unsafe.Sizeof(m), m.Iova)
 	}
 	d := VfioIommuType1DmaMap{}
-	if err := IoctlVfioIommuMapDma(fd, &d); !errors.Is(err, unix.ENOTTY) || d.Argsz != uint32(unsafe.Sizeof(d)) {
+	if _, err := IoctlVfioIommuMapDma(fd, &d); !errors.Is(err, unix.ENOTTY) || d.Argsz != uint32(unsafe.Sizeof(d)) {
 		t.Fatalf("VFIO_IOMMU_MAP_DMA: %v, argsz %d", err, d.Argsz)
 	}
 	buf := make([]byte, 64)
@@ -57,7 +57,7 @@ func TestHelpersDoNotAllocate(t *testing.T) {
 		m := IommuIoasMap{Iova: 0x2000, Length: 4096}
 		_ = IoctlIommuIoasMap(fd, &m)
 		u := VfioIommuType1DmaUnmap{Iova: 0x2000, Size: 4096}
-		_ = IoctlVfioIommuUnmapDma(fd, &u)
+		_, _ = IoctlVfioIommuUnmapDma(fd, &u)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per map+unmap", allocs)

@@ -316,11 +316,11 @@ func IoctlVfioDeviceSetIrqs(fd int, buf []byte) error {
 }
 
 // IoctlVfioEehPeOp issues VFIO_EEH_PE_OP, which performs an EEH partitionable-endpoint operation (POWER).
-// It sets arg.Argsz.
-func IoctlVfioEehPeOp(fd int, arg *VfioEehPeOp) error {
+// It sets arg.Argsz and returns the ioctl's result.
+func IoctlVfioEehPeOp(fd int, arg *VfioEehPeOp) (int, error) {
 	arg.Argsz = uint32(unsafe.Sizeof(*arg))
-	_, err := ioctlPtr(fd, VFIO_EEH_PE_OP, unsafe.Pointer(arg))
-	return err
+	r, err := ioctlPtr(fd, VFIO_EEH_PE_OP, unsafe.Pointer(arg))
+	return int(r), err
 }
 
 // IoctlVfioGetApiVersion issues VFIO_GET_API_VERSION, which returns the VFIO API version (VFIO_API_VERSION, 0).
@@ -397,11 +397,11 @@ func IoctlVfioIommuGetInfo(fd int, buf []byte) error {
 }
 
 // IoctlVfioIommuMapDma issues VFIO_IOMMU_MAP_DMA, which maps process memory at an IOVA (struct vfio_iommu_type1_dma_map).
-// It sets arg.Argsz.
-func IoctlVfioIommuMapDma(fd int, arg *VfioIommuType1DmaMap) error {
+// It sets arg.Argsz and returns the ioctl's result.
+func IoctlVfioIommuMapDma(fd int, arg *VfioIommuType1DmaMap) (int, error) {
 	arg.Argsz = uint32(unsafe.Sizeof(*arg))
-	_, err := ioctlPtr(fd, VFIO_IOMMU_MAP_DMA, unsafe.Pointer(arg))
-	return err
+	r, err := ioctlPtr(fd, VFIO_IOMMU_MAP_DMA, unsafe.Pointer(arg))
+	return int(r), err
 }
 
 // IoctlVfioIommuSpaprRegisterMemory issues VFIO_IOMMU_SPAPR_REGISTER_MEMORY, which pre-registers memory for TCE mappings (POWER).
@@ -445,11 +445,11 @@ func IoctlVfioIommuSpaprUnregisterMemory(fd int, arg *VfioIommuSpaprRegisterMemo
 }
 
 // IoctlVfioIommuUnmapDma issues VFIO_IOMMU_UNMAP_DMA, which unmaps an IOVA range, or everything with VFIO_DMA_UNMAP_FLAG_ALL (struct vfio_iommu_type1_dma_unmap).
-// It sets arg.Argsz.
-func IoctlVfioIommuUnmapDma(fd int, arg *VfioIommuType1DmaUnmap) error {
+// It sets arg.Argsz and returns the ioctl's result.
+func IoctlVfioIommuUnmapDma(fd int, arg *VfioIommuType1DmaUnmap) (int, error) {
 	arg.Argsz = uint32(unsafe.Sizeof(*arg))
-	_, err := ioctlPtr(fd, VFIO_IOMMU_UNMAP_DMA, unsafe.Pointer(arg))
-	return err
+	r, err := ioctlPtr(fd, VFIO_IOMMU_UNMAP_DMA, unsafe.Pointer(arg))
+	return int(r), err
 }
 
 // IoctlVfioMigGetPrecopyInfo issues VFIO_MIG_GET_PRECOPY_INFO, which reports how much migration data is left in the pre-copy phase.

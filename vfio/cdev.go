@@ -30,6 +30,9 @@ func CdevPath(bdf string) (string, error) {
 		return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for the no-IOMMU device " + bdf,
 			Reason: "this kernel gives no-IOMMU devices no cdev: use a group backend"}
 	}
+	if spaprPlatform {
+		return "", spaprOnlyLegacy(Cdev)
+	}
 	return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for " + bdf, Version: "6.6",
 		Reason: "the device is on vfio-pci but has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV"}
 }

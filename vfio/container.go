@@ -39,6 +39,10 @@ func (t IOMMUType) String() string {
 		return "type1v2"
 	case NoIOMMU:
 		return "noiommu"
+	case SPAPRTCE:
+		return "spapr-tce"
+	case SPAPRTCEv2:
+		return "spapr-tce-v2"
 	}
 	return fmt.Sprintf("IOMMUType(%d)", int(t))
 }
@@ -49,6 +53,7 @@ func (t IOMMUType) String() string {
 type Container struct {
 	fd    *kernel.FD
 	iommu atomic.Int32 // IOMMUType; 0 until SetIOMMU
+	spapr spaprState
 }
 
 // OpenContainer opens /dev/vfio/vfio.
@@ -142,10 +147,12 @@ func (c *Container) CheckExtension(ext int) (bool, error) {
 }
 
 // SetIOMMU is VFIO_SET_IOMMU. Type 0 picks the best the container offers
-// (type1v2, else type1). At least one group must be attached first.
+// (type1v2, else type1; on POWER SPAPR TCE v2, else v1). At least one
+// group must be attached first. A SPAPRTCE (v1) container still needs
+// Enable before it maps.
 func (c *Container) SetIOMMU(t IOMMUType) error {
 	if t == 0 {
-		for _, cand := range []IOMMUType{Type1v2, Type1} {
+		for _, cand := range []IOMMUType{Type1v2, Type1, SPAPRTCEv2, SPAPRTCE} {
 			if ok, err := c.CheckExtension(int(cand)); err != nil {
 				return err
 			} else if ok {
@@ -154,7 +161,7 @@ func (c *Container) SetIOMMU(t IOMMUType) error {
 			}
 		}
 		if t == 0 {
-			return &vfioerr.NotSupportedError{Feature: "VFIO type1 IOMMU on " + c.fd.Name(), Reason: "the container offers neither type1v2 nor type1 (is an IOMMU enabled?)"}
+			return &vfioerr.NotSupportedError{Feature: "a VFIO IOMMU model on " + c.fd.Name(), Reason: "the container offers neither type1 nor SPAPR TCE (is an IOMMU enabled?)"}
 		}
 	}
 	err := c.do("VFIO_SET_IOMMU", t.String(), func(fd int) error {
@@ -283,20 +290,31 @@ func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	if perm&dma.Write != 0 {
 		m.Flags |= uapi.VFIO_DMA_MAP_FLAG_WRITE
 	}
-	err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuMapDma(fd, &m) })
+	err := c.fd.Do(func(fd int) error { return positiveRefusal(uapi.IoctlVfioIommuMapDma(fd, &m)) })
 	runtime.KeepAlive(mem) // the kernel reads mem through m.Vaddr
 	if err != nil {
-		return kernel.MapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), fmt.Sprintf("iova=%#x size=%#x", iova, len(mem)), err)
+		e := kernel.MapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), fmt.Sprintf("iova=%#x size=%#x", iova, len(mem)), err)
+		if t := c.IOMMU(); t.IsSPAPR() {
+			if h := spaprMapHint(t, err); h != "" {
+				e.(*vfioerr.OpError).Hint = h
+			}
+		}
+		return e
 	}
 	return nil
 }
 
-// Unmap is VFIO_IOMMU_UNMAP_DMA for [iova, iova+size). Unmapping a range
-// that is not mapped, or only part of a mapping, is an error.
+// Unmap is VFIO_IOMMU_UNMAP_DMA for [iova, iova+size). Under type1,
+// unmapping a range that is not mapped, or only part of a mapping, is an
+// error; SPAPR TCE clears whatever entries the range holds, none included.
 func (c *Container) Unmap(iova, size uint64) error {
 	u := uapi.VfioIommuType1DmaUnmap{Iova: iova, Size: size}
-	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuUnmapDma(fd, &u) }); err != nil {
-		return &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size), Err: err}
+	if err := c.fd.Do(func(fd int) error { return positiveRefusal(uapi.IoctlVfioIommuUnmapDma(fd, &u)) }); err != nil {
+		e := &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size), Err: err}
+		if errors.Is(err, errTCEParam) {
+			e.Hint = tceParamHint
+		}
+		return e
 	}
 	if u.Size != size {
 		// type1 unmaps whole mappings inside the range and reports the
@@ -308,10 +326,14 @@ func (c *Container) Unmap(iova, size uint64) error {
 }
 
 // UnmapAll removes every mapping (VFIO_DMA_UNMAP_FLAG_ALL, Linux 5.14) and
-// returns the bytes unmapped.
+// returns the bytes unmapped. SPAPR TCE has no such flag: every window is
+// cleared instead, and 0 returned (the kernel does not count).
 func (c *Container) UnmapAll() (uint64, error) {
+	if c.IOMMU().IsSPAPR() {
+		return 0, c.spaprUnmapAll()
+	}
 	u := uapi.VfioIommuType1DmaUnmap{Flags: uapi.VFIO_DMA_UNMAP_FLAG_ALL}
-	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuUnmapDma(fd, &u) }); err != nil {
+	if err := c.fd.Do(func(fd int) error { _, err := uapi.IoctlVfioIommuUnmapDma(fd, &u); return err }); err != nil {
 		if ok, cerr := c.CheckExtension(uapi.VFIO_UNMAP_ALL); cerr == nil && !ok {
 			return 0, &vfioerr.NotSupportedError{Feature: "VFIO_DMA_UNMAP_FLAG_ALL on " + c.fd.Name(), Version: "5.14"}
 		}
@@ -321,8 +343,12 @@ func (c *Container) UnmapAll() (uint64, error) {
 }
 
 // IOVARanges implements dma.Mapper: the ranges of VFIO_IOMMU_GET_INFO, or
-// the whole 64-bit space when the kernel reports none.
+// the whole 64-bit space when the kernel reports none; under SPAPR TCE the
+// DMA windows.
 func (c *Container) IOVARanges() ([]dma.Range, error) {
+	if c.IOMMU().IsSPAPR() {
+		return c.spaprRanges()
+	}
 	info, err := c.Info()
 	if err != nil {
 		return nil, err
@@ -333,8 +359,12 @@ func (c *Container) IOVARanges() ([]dma.Range, error) {
 	return info.IOVARanges, nil
 }
 
-// Alignment implements dma.Mapper: the smallest IOMMU page size.
+// Alignment implements dma.Mapper: the smallest IOMMU page size; under
+// SPAPR TCE the largest TCE page size of the windows.
 func (c *Container) Alignment() (uint64, error) {
+	if c.IOMMU().IsSPAPR() {
+		return c.spaprAlignment()
+	}
 	info, err := c.Info()
 	if err != nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -19,6 +20,9 @@ import (
 type Group struct {
 	fd *kernel.FD
 	id int
+	// onIOMMUFD: SetContainer attached the group to an iommufd (for the
+	// error POWER gives when a device of it is then opened).
+	onIOMMUFD atomic.Bool
 }
 
 // GroupPath is the device node of group n: /dev/vfio/N, or
@@ -128,12 +132,25 @@ func (g *Group) SetContainer(c FDer) error {
 		switch {
 		case errors.Is(err, unix.EBUSY):
 			e.Hint = "the group already has a container"
+		case spaprPlatform && !isContainer(c):
+			e.Hint = spaprIOMMUFDHint
 		case errors.Is(err, unix.EPERM):
 			e.Hint = unsafeInterruptsHint()
 		}
 	}
+	if err == nil {
+		g.onIOMMUFD.Store(!isContainer(c))
+	}
 	return err
 }
+
+func isContainer(c FDer) bool {
+	_, ok := c.(*Container)
+	return ok
+}
+
+// spaprIOMMUFDHint says why a group on POWER cannot use /dev/iommu.
+var spaprIOMMUFDHint = "on POWER a group works only in a SPAPR TCE container: " + spaprOnlyLegacy(GroupIOMMUFD).(*vfioerr.NotSupportedError).Reason
 
 // UnsetContainer is VFIO_GROUP_UNSET_CONTAINER.
 func (g *Group) UnsetContainer() error {
@@ -166,7 +183,9 @@ func (g *Group) device(name, arg string) (*Device, error) {
 		if errors.Is(err, unix.EACCES) {
 			e.Hint = vfTokenHint(name, arg != name)
 		}
-		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
+		if spaprPlatform && g.onIOMMUFD.Load() {
+			e.Hint = spaprIOMMUFDHint
+		} else if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
 			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
 				e.Hint = fmt.Sprintf("group %d holds %s and needs a container with an IOMMU set", g.id, strings.Join(devs, ", "))
 			}

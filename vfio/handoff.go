@@ -167,7 +167,9 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 				return fail(err)
 			}
 			if !hdr.NoIOMMU {
-				sp.mapper = sp.container
+				if sp.mapper, err = containerMapper(sp.container); err != nil {
+					return fail(err)
+				}
 			}
 		case "group":
 			g, err := NewGroup(fd, hdr.Group)

@@ -30,7 +30,9 @@ const (
 	// type1 ioctls iommufd answers.
 	IOMMUFDCompat
 	// Legacy: /dev/vfio/vfio with a type1 IOMMU. On kernels built with
-	// IOMMUFD_VFIO_CONTAINER that node is iommufd's compat container.
+	// IOMMUFD_VFIO_CONTAINER that node is iommufd's compat container. On
+	// POWER its model is SPAPR TCE (v2 unless Options.IOMMU says v1), the
+	// only backend there: the other three are ErrNotSupported.
 	Legacy
 )
 
@@ -56,7 +58,8 @@ func ParseBackend(s string) (Backend, error) {
 // Options tune Open.
 type Options struct {
 	Backend Backend
-	// IOMMU is the type1 model for Legacy and IOMMUFDCompat (0: best).
+	// IOMMU is the container model for Legacy and IOMMUFDCompat (0: the
+	// best the container offers: type1v2, or SPAPRTCEv2 on POWER).
 	IOMMU IOMMUType
 	// Join opens the device into the address space of an open Handle: its
 	// Container, its iommufd's compat IOAS, or its IOAS, so one Mapper and
@@ -181,14 +184,16 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 	}
 	sp.refs++
 	var err error
-	switch b {
-	case Cdev:
+	switch {
+	case spaprPlatform && b != Legacy:
+		err = spaprOnlyLegacy(b)
+	case b == Cdev:
 		err = h.openCdev(bdf)
-	case GroupIOMMUFD:
+	case b == GroupIOMMUFD:
 		err = h.openGroupIOMMUFD(bdf)
-	case IOMMUFDCompat:
+	case b == IOMMUFDCompat:
 		err = h.openContainer(bdf, ioasid.Path, opts.IOMMU)
-	case Legacy:
+	case b == Legacy:
 		err = h.openContainer(bdf, ContainerPath, opts.IOMMU)
 	default:
 		err = &vfioerr.OpError{Op: "open", Object: bdf, Err: unix.EINVAL, Hint: "unknown backend " + b.String()}
@@ -203,6 +208,9 @@ func Open(bdf string, opts *Options) (*Handle, error) {
 }
 
 func bestBackend(bdf string) Backend {
+	if spaprPlatform {
+		return Legacy
+	}
 	_, iommufdErr := os.Stat(ioasid.Path)
 	if iommufdErr == nil && sysfs.DeviceCdev(bdf) != "" {
 		return Cdev
@@ -211,6 +219,12 @@ func bestBackend(bdf string) Backend {
 		return GroupIOMMUFD
 	}
 	return Legacy
+}
+
+// spaprOnlyLegacy explains why POWER has no iommufd backend.
+func spaprOnlyLegacy(b Backend) error {
+	return &vfioerr.NotSupportedError{Feature: "the " + b.String() + " backend on POWER",
+		Reason: "the SPAPR TCE IOMMU allocates no iommufd paging domain, so no device can attach to an IOAS, and the kernel builds no device cdev with SPAPR_TCE_IOMMU (VFIO_DEVICE_CDEV depends on !SPAPR_TCE_IOMMU); use the legacy backend (SPAPR TCE container)"}
 }
 
 // Close closes the device, then whatever no other Handle shares: its group
@@ -386,6 +400,8 @@ func (h *Handle) openContainer(bdf, path string, t IOMMUType) error {
 		if sp.container, err = OpenContainerPath(path); err != nil {
 			return err
 		}
+	} else if err := joinSPAPR(bdf, sp); err != nil {
+		return err
 	}
 	if err := h.openGroup(bdf, sp.container); err != nil {
 		return err
@@ -397,12 +413,44 @@ func (h *Handle) openContainer(bdf, path string, t IOMMUType) error {
 		if err := sp.container.SetIOMMU(t); err != nil {
 			return err
 		}
+		if sp.container.IOMMU() == SPAPRTCE {
+			if err := sp.container.Enable(); err != nil {
+				return err
+			}
+		}
 		if !h.NoIOMMU {
-			sp.mapper = sp.container
+			if sp.mapper, err = containerMapper(sp.container); err != nil {
+				return err
+			}
 		}
 	}
 	h.Device, err = h.groupDevice(bdf)
 	return err
+}
+
+// joinSPAPR refuses a second group in a SPAPR TCE container on pSeries:
+// there each PE's DMA windows are the hypervisor's (created per PE with
+// RTAS), and the kernel cannot set one group's window table into another
+// (set_window is EPERM), so the first map would fail.
+func joinSPAPR(bdf string, sp *space) error {
+	if !sp.container.IOMMU().IsSPAPR() || !pseries() {
+		return nil
+	}
+	n, err := deviceGroup(bdf)
+	if err != nil || sp.groups[n] != nil {
+		return err
+	}
+	return &vfioerr.NotSupportedError{Feature: "a second IOMMU group in one SPAPR TCE container on pSeries",
+		Reason: "the hypervisor gives each PE (group) DMA windows of its own, which the kernel cannot share with another group: open each group into a container of its own"}
+}
+
+// containerMapper is the Mapper of a container: itself, or on SPAPR TCE
+// v2 a SPAPRMapper, which registers the memory it maps.
+func containerMapper(c *Container) (dma.Mapper, error) {
+	if c.IOMMU() == SPAPRTCEv2 {
+		return NewSPAPRMapper(c)
+	}
+	return c, nil
 }
 
 func (h *Handle) groupDevice(bdf string) (*Device, error) {

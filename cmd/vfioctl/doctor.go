@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +34,9 @@ func readTrim(p string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// power: on IBM POWER the IOMMU VFIO drives is SPAPR TCE.
+var power = runtime.GOARCH == "ppc64le" || runtime.GOARCH == "ppc64"
 
 func doctorChecks() []check {
 	var out []check
@@ -65,6 +69,8 @@ func doctorChecks() []check {
 	unsafeT1 := sysfs.UnsafeInterrupts("vfio_iommu_type1")
 	unsafeFD := sysfs.UnsafeInterrupts("iommufd")
 	switch {
+	case power:
+		add("interrupt remapping", "ok", "not used on POWER: the SPAPR TCE container does not ask for it", "")
 	case sysfs.InterruptRemapping() == sysfs.RemapPresent:
 		add("interrupt remapping", "ok", "MSIs are remapped (IR- or ITS- entries in /proc/interrupts)", "")
 	case unsafeT1 == "Y" || unsafeFD == "Y":
@@ -88,10 +94,28 @@ func doctorChecks() []check {
 	} else {
 		add("iommufd", "warn", ioasid.Path+" missing: only the legacy container path is available", "kernel option IOMMUFD (Linux 6.2+), modprobe iommufd")
 	}
-	if exists("/sys/class/vfio-dev") || exists("/dev/vfio/devices") {
+	switch {
+	case power:
+		add("VFIO device cdev", "warn", "none on POWER: VFIO_DEVICE_CDEV depends on !SPAPR_TCE_IOMMU, and SPAPR TCE gives iommufd no domain", "use the legacy container (vfioctl dma-test --backend legacy)")
+	case exists("/sys/class/vfio-dev") || exists("/dev/vfio/devices"):
 		add("VFIO device cdev", "ok", "/dev/vfio/devices/vfioN for bound devices (Linux 6.6+)", "")
-	} else {
+	default:
 		add("VFIO device cdev", "warn", "no vfio-dev class: devices are reachable only through groups", "kernel option VFIO_DEVICE_CDEV (Linux 6.6+)")
+	}
+
+	if c, err := vfio.OpenContainer(); err == nil {
+		var models []string
+		for _, m := range []vfio.IOMMUType{vfio.Type1v2, vfio.Type1, vfio.SPAPRTCEv2, vfio.SPAPRTCE, vfio.NoIOMMU} {
+			if ok, _ := c.CheckExtension(int(m)); ok {
+				models = append(models, m.String())
+			}
+		}
+		c.Close()
+		if len(models) > 0 {
+			add("container IOMMU models", "ok", strings.Join(models, ", "), "")
+		} else {
+			add("container IOMMU models", "fail", "the container offers none", "load the IOMMU backend: modprobe vfio_iommu_type1 (vfio_iommu_spapr_tce on POWER)")
+		}
 	}
 
 	switch fd, err := ioasid.OpenPath(vfio.ContainerPath); {
@@ -107,7 +131,7 @@ func doctorChecks() []check {
 			ioas.Close()
 			add("/dev/vfio/vfio served by iommufd", "ok", "yes: the container is iommufd's compat layer (IOMMUFD_VFIO_CONTAINER)", "")
 		} else {
-			add("/dev/vfio/vfio served by iommufd", "ok", "no: the legacy type1 container (VFIO_CONTAINER)", "")
+			add("/dev/vfio/vfio served by iommufd", "ok", "no: VFIO's own container (VFIO_CONTAINER)", "")
 		}
 		fd.Close()
 	}

@@ -8,6 +8,9 @@
 #   bench       Linux 6.12: legacy + kernel/bench.config (io_uring, for make bench)
 #   arm64       Linux 6.12 for arm64 (QEMU virt, SMMUv3), cross-built: arm64 tinyconfig
 #               + kernel/arm64.config; prints the path of its Image
+#   ppc64le     Linux 6.12 for ppc64le (QEMU pseries, POWER9, SPAPR TCE IOMMU),
+#               cross-built: powerpc tinyconfig + kernel/ppc64le.config; prints
+#               the path of its vmlinux (what QEMU's -kernel loads there)
 #   linux61     Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
 #               without the options kernel/linux61.absent names, every other one checked
 #   headers     the sanitized uapi headers of the 6.12 tree (prints the include dir)
@@ -116,6 +119,11 @@ recipe_arm64() {
 	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
 	apply "$1" "$here/kernel/arm64.config"
 }
+recipe_ppc64le() {
+	rm -rf "$1" && mkdir -p "$1"
+	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
+	apply "$1" "$here/kernel/ppc64le.config"
+}
 compile_cross() {
 	make -s -C "$srcdir" O="$1" -j"$jobs" "$image" >"$1/build.log" 2>&1
 }
@@ -136,6 +144,11 @@ cross() {
 		export ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
 		image=Image image_path=arch/arm64/boot/Image
 		;;
+	ppc64le)
+		command -v powerpc64le-linux-gnu-gcc >/dev/null || die "no powerpc64le-linux-gnu-gcc: apt-get install gcc-powerpc64le-linux-gnu"
+		export ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu-
+		image=vmlinux image_path=vmlinux
+		;;
 	*) unset ARCH CROSS_COMPILE; image=bzImage image_path=arch/x86/boot/bzImage ;;
 	esac
 }
@@ -145,7 +158,7 @@ key() {
 	local files=("$here/kernel/base.config") fns=(apply compile "recipe_$1")
 	case $1 in
 	linux61) files+=("$here/kernel/linux61.absent") ;;
-	arm64) files=("$here/kernel/arm64.config"); fns=(apply compile_cross cross "recipe_$1") ;;
+	arm64 | ppc64le) files=("$here/kernel/$1.config"); fns=(apply compile_cross cross "recipe_$1") ;;
 	compat | iommufdtest | bench) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
 	esac
 	(echo "$1"; cat "${files[@]}"; declare -f "${fns[@]}") | sha256sum | cut -c1-12
@@ -153,7 +166,7 @@ key() {
 
 build() {
 	local variant=$1
-	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, bench, arm64, headers, source)"
+	declare -F "recipe_$variant" >/dev/null || die "unknown variant $variant (legacy, compat, linux61, iommufdtest, bench, arm64, ppc64le, headers, source)"
 	local dir=$cache/build/$variant
 	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
 	local out=$cache/kernels/$kver-$variant-$(key "$variant")

@@ -4,6 +4,7 @@ package edu
 
 import (
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/vfioctl/vfioctl/dma"
@@ -44,10 +45,15 @@ const (
 type Edu struct {
 	Dev *vfio.Device
 	BAR *vfio.MMIO
+	// BigEndian: the registers are big-endian, as QEMU's edu
+	// (DEVICE_NATIVE_ENDIAN) is on a big-endian target such as
+	// qemu-system-ppc64, whatever the guest's own byte order. Open tells
+	// from the identification register; the accessors swap.
+	BigEndian bool
 }
 
-// Open maps BAR0 of d, checks the identification register and enables bus
-// mastering.
+// Open maps BAR0 of d, checks the identification register (in either
+// byte order) and enables bus mastering.
 func Open(d *vfio.Device) (*Edu, error) {
 	r, err := d.Region(vfio.BAR0Region)
 	if err != nil {
@@ -57,7 +63,8 @@ func Open(d *vfio.Device) (*Edu, error) {
 	if err != nil {
 		return nil, err
 	}
-	if id := bar.Load32(RegID); id != IDValue {
+	id := bar.Load32(RegID)
+	if id != IDValue && id != bits.ReverseBytes32(IDValue) {
 		bar.Close()
 		return nil, fmt.Errorf("edu: identification register %#x, want %#x: not an edu device", id, IDValue)
 	}
@@ -69,7 +76,41 @@ func Open(d *vfio.Device) (*Edu, error) {
 		bar.Close()
 		return nil, err
 	}
-	return &Edu{Dev: d, BAR: bar}, nil
+	return &Edu{Dev: d, BAR: bar, BigEndian: id != IDValue}, nil
+}
+
+// Load32 reads a 32-bit register.
+func (e *Edu) Load32(off uintptr) uint32 {
+	if v := e.BAR.Load32(off); e.BigEndian {
+		return bits.ReverseBytes32(v)
+	} else {
+		return v
+	}
+}
+
+// Store32 writes a 32-bit register.
+func (e *Edu) Store32(off uintptr, v uint32) {
+	if e.BigEndian {
+		v = bits.ReverseBytes32(v)
+	}
+	e.BAR.Store32(off, v)
+}
+
+// Load64 reads a 64-bit register.
+func (e *Edu) Load64(off uintptr) uint64 {
+	if v := e.BAR.Load64(off); e.BigEndian {
+		return bits.ReverseBytes64(v)
+	} else {
+		return v
+	}
+}
+
+// Store64 writes a 64-bit register.
+func (e *Edu) Store64(off uintptr, v uint64) {
+	if e.BigEndian {
+		v = bits.ReverseBytes64(v)
+	}
+	e.BAR.Store64(off, v)
 }
 
 // Close unmaps BAR0 (the device stays open).
@@ -81,12 +122,12 @@ func (e *Edu) DMA(src, dst, count, cmd uint64) error {
 	if count > MaxDMA {
 		return fmt.Errorf("edu: DMA of %d bytes: at most %d", count, MaxDMA)
 	}
-	e.BAR.Store64(RegDMASrc, src)
-	e.BAR.Store64(RegDMADst, dst)
-	e.BAR.Store64(RegDMACount, count)
-	e.BAR.Store64(RegDMACmd, cmd|CmdRun)
+	e.Store64(RegDMASrc, src)
+	e.Store64(RegDMADst, dst)
+	e.Store64(RegDMACount, count)
+	e.Store64(RegDMACmd, cmd|CmdRun)
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if e.BAR.Load64(RegDMACmd)&CmdRun == 0 {
+		if e.Load64(RegDMACmd)&CmdRun == 0 {
 			return nil
 		}
 	}

@@ -25,7 +25,13 @@ var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./devicep
 // the edus, and the SMMUv3's own.
 const ArmTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
 	"TestIOVARangesAndHWInfo|TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|" +
-	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3)$"
+	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3)$"
+
+// PPCTests are the guest tests of the ppc64le pSeries boot: those that
+// need only the edus, run in the SPAPR TCE modes, and SPAPR's own.
+const PPCTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
+	"TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|TestCLIListMatchesSysfs|" +
+	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSPAPR)$"
 
 func contains(l []string, s string) bool {
 	for _, x := range l {
@@ -48,9 +54,9 @@ func TestVM(t *testing.T) {
 	if r := os.Getenv("VFIOCTL_E2E_RUN"); r != "" {
 		args = append(args, "-test.run="+r)
 	}
-	kernels := list("VFIOCTL_E2E_KERNELS", append(qemu.KernelVariants, qemu.MockKernel, "arm64"))
+	kernels := list("VFIOCTL_E2E_KERNELS", append(qemu.KernelVariants, qemu.MockKernel, "arm64", "ppc64le"))
 	for _, k := range kernels {
-		if k == qemu.MockKernel || k == "arm64" {
+		if k == qemu.MockKernel || k == "arm64" || k == "ppc64le" {
 			continue // below: it boots without a vIOMMU; arm64 has its own machine
 		}
 		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
@@ -76,7 +82,7 @@ func TestVM(t *testing.T) {
 	// first (Linux 6.12 hands a device without firmware description to the
 	// first IOMMU registered, which under a vIOMMU is intel or amd).
 	for _, k := range kernels {
-		if k == "arm64" {
+		if k == "arm64" || k == "ppc64le" {
 			continue
 		}
 		run := "^TestNoIOMMU$"
@@ -95,17 +101,25 @@ func TestVM(t *testing.T) {
 			})
 		})
 	}
-	// arm64 virt with an SMMUv3 (kernel cross-built, guest binaries
-	// GOARCH=arm64, TCG): the tests that need only the edus.
-	if contains(kernels, "arm64") {
-		t.Run("arm64/smmuv3", func(t *testing.T) {
-			run := "-test.run=" + ArmTests
+	// The other architectures (kernels cross-built, guest binaries built
+	// for their GOARCH, TCG): arm64 virt with an SMMUv3, and ppc64le
+	// pSeries with its SPAPR TCE IOMMU, each running the tests that need
+	// only the edus (in the SPAPR modes there) and its IOMMU's own.
+	for _, f := range []struct{ kernel, profile, tests string }{
+		{"arm64", "smmuv3", ArmTests},
+		{"ppc64le", "pseries", PPCTests},
+	} {
+		if !contains(kernels, f.kernel) {
+			continue
+		}
+		t.Run(f.kernel+"/"+f.profile, func(t *testing.T) {
+			run := "-test.run=" + f.tests
 			if len(args) > 0 {
 				run = args[0]
 			}
 			qemu.Run(t, qemu.Spec{
-				Kernel:   "arm64",
-				Profile:  "smmuv3",
+				Kernel:   f.kernel,
+				Profile:  f.profile,
 				Packages: []string{"./tests/e2e/guest", "./deviceplugin/guest"},
 				TestArgs: []string{run},
 				Builds: map[string]string{"bin/vfioctl": "./cmd/vfioctl",

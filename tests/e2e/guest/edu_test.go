@@ -151,7 +151,7 @@ func TestEduInterrupts(t *testing.T) {
 		if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
 			t.Fatalf("no MSI after DMA completion: count %d, %v", n, err)
 		}
-		e.BAR.Store32(edu.RegIRQAck, e.BAR.Load32(edu.RegIRQStat))
+		e.Store32(edu.RegIRQAck, e.Load32(edu.RegIRQStat))
 		if err := e.Handle.Device.DisableIRQ(vfio.MSIIRQ); err != nil {
 			t.Fatal(err)
 		}
@@ -165,11 +165,11 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		for round := 0; round < 2; round++ { // the second proves unmask works
-			e.BAR.Store32(edu.RegIRQRaise, 1)
+			e.Store32(edu.RegIRQRaise, 1)
 			if n, err := intx.Wait(5 * time.Second); err != nil || n == 0 {
 				t.Fatalf("round %d: no INTx after raise: count %d, %v", round, n, err)
 			}
-			e.BAR.Store32(edu.RegIRQAck, 1)
+			e.Store32(edu.RegIRQAck, 1)
 			if err := e.Handle.Device.UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
 				t.Fatal(err)
 			}

@@ -17,6 +17,9 @@ import (
 var (
 	Kernel  = os.Getenv("VFIOCTL_KERNEL")
 	Profile = os.Getenv("VFIOCTL_PROFILE")
+	// EdusOnly: the boot's only devices are the two edus (the arm64 and
+	// ppc64le machines), no NIC or nvme.
+	EdusOnly = Profile == "smmuv3" || Profile == "pseries"
 )
 
 // bootGroups is each PCI device's IOMMU group as the guest booted, before

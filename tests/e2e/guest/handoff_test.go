@@ -32,6 +32,12 @@ func TestHandoffToUnprivilegedChild(t *testing.T) {
 		return
 	}
 	forModes(t, func(t *testing.T, m mode) {
+		if m.iommu == vfio.SPAPRTCE {
+			// tce_iommu_enable binds the container to the enabling mm
+			// (others get EPERM) and accounts the whole default window
+			// (1 GiB here) at once: no unprivileged child can use it.
+			t.Skip("a SPAPR TCE v1 container serves only the process that enabled it")
+		}
 		// Pages the child pins count against its own limit.
 		h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu, RlimitPerProcess: true})
 		if err != nil {
@@ -80,7 +86,12 @@ func TestHandoffToUnprivilegedChild(t *testing.T) {
 				t.Errorf("child output lacks %q:\n%s", want, out.String())
 			}
 		}
-		if n, err := h.Mapper.UnmapAll(); err != nil || n != 0 {
+		if n, err := h.Mapper.UnmapAll(); Profile == "pseries" {
+			// The child used the SPAPR container first: it is the child's.
+			if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "only that process") {
+				t.Errorf("the parent's UnmapAll of the child's SPAPR container: %v, want EPERM explained", err)
+			}
+		} else if err != nil || n != 0 {
 			t.Errorf("after the child exited, %d bytes are still mapped (%v)", n, err)
 		}
 		t.Logf("child (nobody): %s", strings.ReplaceAll(strings.TrimSpace(out.String()), "\n", "; "))
@@ -94,7 +105,13 @@ func handoffChild() {
 	if os.Getuid() == 0 {
 		fail("the child runs as root")
 	}
-	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: 1 << 20, Max: 1 << 20}); err != nil {
+	// SPAPR TCE also counts the default window's TCE table (2 MiB for
+	// 1 GiB of 4 KiB TCEs) against it when the child first maps.
+	limit := uint64(1 << 20)
+	if Profile == "pseries" {
+		limit = 4 << 20
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
 		fail("setrlimit: %v", err)
 	}
 	conn, err := net.FileConn(os.NewFile(3, "handoff"))
@@ -121,7 +138,7 @@ func handoffChild() {
 	if n, err := msi.Wait(5 * time.Second); err != nil || n == 0 {
 		fail("no MSI: %d, %v", n, err)
 	}
-	e.BAR.Store32(edu.RegIRQAck, e.BAR.Load32(edu.RegIRQStat))
+	e.Store32(edu.RegIRQAck, e.Load32(edu.RegIRQStat))
 	h.Device.DisableIRQ(vfio.MSIIRQ)
 	msi.Close()
 	fmt.Println("msi ok")
@@ -132,7 +149,7 @@ func handoffChild() {
 	bigIOVA, _ := alloc.Alloc(16 << 20)
 	err = h.Mapper.Map(bigIOVA, big.Bytes(), dma.ReadWrite)
 	if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "RLIMIT_MEMLOCK") {
-		fail("16 MiB map with a 1 MiB RLIMIT_MEMLOCK: %v, want ENOMEM explained", err)
+		fail("16 MiB map with a %d MiB RLIMIT_MEMLOCK: %v, want ENOMEM explained", limit>>20, err)
 	}
 	fmt.Println(err)
 	if err := h.Mapper.Unmap(iova, 8192); err != nil {

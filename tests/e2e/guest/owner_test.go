@@ -104,7 +104,7 @@ func ownerChild(addr string) {
 			fmt.Println("/dev/iommu is root's: the cdev path needs a rule granting it")
 		}
 	}
-	h, err := vfio.Open(addr, &vfio.Options{Backend: vfio.Legacy, IOMMU: vfio.Type1v2})
+	h, err := vfio.Open(addr, &vfio.Options{Backend: vfio.Legacy}) // the best model: type1v2, or SPAPR TCE v2 on POWER
 	if err != nil {
 		fail("open: %v", err)
 	}

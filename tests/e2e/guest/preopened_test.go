@@ -95,7 +95,7 @@ func TestIRQMaskAndTrigger(t *testing.T) {
 	if err := dev.MaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
 		t.Fatal(err)
 	}
-	e.BAR.Store32(edu.RegIRQRaise, 1)
+	e.Store32(edu.RegIRQRaise, 1)
 	if n, _ := ev.Wait(500 * time.Millisecond); n != 0 {
 		t.Fatal("a masked INTx reached the eventfd")
 	}
@@ -105,7 +105,7 @@ func TestIRQMaskAndTrigger(t *testing.T) {
 	if n, _ := ev.Wait(2 * time.Second); n == 0 {
 		t.Fatal("the pending INTx was not delivered on unmask")
 	}
-	e.BAR.Store32(edu.RegIRQAck, 1)
+	e.Store32(edu.RegIRQAck, 1)
 	if err := dev.DisableIRQ(vfio.IntxIRQ); err != nil {
 		t.Fatal(err)
 	}

@@ -31,11 +31,20 @@ func backendSupported(t testing.TB, b vfio.Backend) bool {
 	if err == nil {
 		return true
 	}
-	v := sinceLinux[b]
-	if v == "" || !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), "Linux "+v) {
-		t.Fatalf("opening edu via %s: %v (want success, or ErrNotSupported naming Linux %q)", b, err, v)
+	v, why := sinceLinux[b], unsupportedSays(b)
+	if v == "" || !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("opening edu via %s: %v (want success, or ErrNotSupported saying %q)", b, err, why)
 	}
 	return false
+}
+
+// unsupportedSays is what the error for a backend the kernel lacks must
+// say: the Linux that added it, or on POWER, where no Linux has it, why.
+func unsupportedSays(b vfio.Backend) string {
+	if Profile == "pseries" {
+		return "SPAPR TCE IOMMU allocates no iommufd paging domain"
+	}
+	return "Linux " + sinceLinux[b]
 }
 
 // requireBackend skips the test on a kernel without backend b, once
@@ -43,7 +52,7 @@ func backendSupported(t testing.TB, b vfio.Backend) bool {
 func requireBackend(t testing.TB, b vfio.Backend) {
 	t.Helper()
 	if !backendSupported(t, b) {
-		t.Skipf("%s: this kernel lacks it (Linux %s+), and vfio.Open says so: %v", b, sinceLinux[b], probed[b])
+		t.Skipf("%s: this kernel or platform lacks it, and vfio.Open says so: %v", b, probed[b])
 	}
 }
 

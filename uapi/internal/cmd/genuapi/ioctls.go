@@ -25,6 +25,11 @@ type ioctlArg struct {
 	kind   string
 	cType  string // C struct name, for struct and buffer
 	goType string // Go type name for structs kept by hand (after 6.12)
+	// returns: the ioctl's non-negative return value means something, so
+	// the struct helper returns it too: VFIO_EEH_PE_OP's GET_STATE answers
+	// with it, and the SPAPR TCE container answers a map or unmap whose
+	// IOVA or address fails its parameter check with 1 and no errno.
+	returns bool
 }
 
 // ioctlArgs says what every ioctl takes; genuapi fails when an ioctl of the
@@ -54,15 +59,15 @@ var ioctlArgs = map[string]ioctlArg{
 	"VFIO_DEVICE_DETACH_IOMMUFD_PT":      {kind: argStruct, cType: "vfio_device_detach_iommufd_pt"},
 	"VFIO_MIG_GET_PRECOPY_INFO":          {kind: argStruct, cType: "vfio_precopy_info"},
 	"VFIO_IOMMU_GET_INFO":                {kind: argBuffer, cType: "vfio_iommu_type1_info"},
-	"VFIO_IOMMU_MAP_DMA":                 {kind: argStruct, cType: "vfio_iommu_type1_dma_map"},
+	"VFIO_IOMMU_MAP_DMA":                 {kind: argStruct, cType: "vfio_iommu_type1_dma_map", returns: true},
 	// The dirty-bitmap form of unmap appends a bitmap: use the buffer of
 	// VFIO_IOMMU_DIRTY_PAGES' shape by hand if ever needed.
-	"VFIO_IOMMU_UNMAP_DMA":               {kind: argStruct, cType: "vfio_iommu_type1_dma_unmap"},
+	"VFIO_IOMMU_UNMAP_DMA":               {kind: argStruct, cType: "vfio_iommu_type1_dma_unmap", returns: true},
 	"VFIO_IOMMU_ENABLE":                  {kind: argNone},
 	"VFIO_IOMMU_DISABLE":                 {kind: argNone},
 	"VFIO_IOMMU_DIRTY_PAGES":             {kind: argBuffer, cType: "vfio_iommu_type1_dirty_bitmap"},
 	"VFIO_IOMMU_SPAPR_TCE_GET_INFO":      {kind: argStruct, cType: "vfio_iommu_spapr_tce_info"},
-	"VFIO_EEH_PE_OP":                     {kind: argStruct, cType: "vfio_eeh_pe_op"},
+	"VFIO_EEH_PE_OP":                     {kind: argStruct, cType: "vfio_eeh_pe_op", returns: true},
 	"VFIO_IOMMU_SPAPR_REGISTER_MEMORY":   {kind: argStruct, cType: "vfio_iommu_spapr_register_memory"},
 	"VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY": {kind: argStruct, cType: "vfio_iommu_spapr_register_memory"},
 	"VFIO_IOMMU_SPAPR_TCE_CREATE":        {kind: argStruct, cType: "vfio_iommu_spapr_tce_create"},
@@ -168,7 +173,10 @@ func genIoctls(abi *cabi.ABI, structs map[string]*cabi.Struct) ([]byte, error) {
 				}
 				goType, sizeField = cabi.GoName(a.cType), cabi.GoFieldNames(s)[0]
 			}
-			if a.kind == argStruct {
+			if a.kind == argStruct && a.returns {
+				fmt.Fprintf(&b, "// It sets arg.%s and returns the ioctl's result.\nfunc %s(fd int, arg *%s) (int, error) {\n\targ.%s = uint32(unsafe.Sizeof(*arg))\n\tr, err := ioctlPtr(fd, %s, unsafe.Pointer(arg))\n\treturn int(r), err\n}\n\n",
+					sizeField, fn, goType, sizeField, n)
+			} else if a.kind == argStruct {
 				fmt.Fprintf(&b, "// It sets arg.%s.\nfunc %s(fd int, arg *%s) error {\n\targ.%s = uint32(unsafe.Sizeof(*arg))\n\t_, err := ioctlPtr(fd, %s, unsafe.Pointer(arg))\n\treturn err\n}\n\n",
 					sizeField, fn, goType, sizeField, n)
 			} else {
