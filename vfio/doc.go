@@ -13,6 +13,17 @@
 // returns the Device with a dma.Mapper for its IOMMU, so callers never ask
 // which kernel they run on.
 //
+// # IBM POWER
+//
+// On POWER the IOMMU is SPAPR TCE and the container's model is SPAPRTCEv2
+// (or SPAPRTCE, v1): DMA goes through windows (Container.Windows: the
+// default 32-bit one, and dynamic ones from CreateWindow), and v2 maps
+// only memory registered first (RegisterMemory). Open picks v2 there and
+// gives a SPAPRMapper, which registers what it maps, so code written
+// against dma.Mapper runs unchanged. iommufd cannot serve devices on POWER
+// and the kernel builds no device cdev: those backends answer
+// ErrNotSupported saying why.
+//
 // Several devices share one address space through Options.Join: the
 // second and later devices open into the first one's container, compat IOAS
 // or IOAS, with the same Mapper; the shared objects live until the last

@@ -17,6 +17,7 @@ import (
 type dmaReport struct {
 	Address    string      `json:"address"`
 	Backend    string      `json:"backend"`
+	IOMMU      string      `json:"iommu_model,omitempty"` // the container's: type1v2, spapr-tce-v2...
 	IOVARanges []dma.Range `json:"iova_ranges"`
 	Alignment  uint64      `json:"iova_alignment"`
 	Mapped     uint64      `json:"mapped_bytes"`
@@ -49,6 +50,11 @@ func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 		return &vfioerr.NotSupportedError{Feature: "dma-test on " + d.Address, Reason: "the device is in no-IOMMU mode: there is no IOMMU to map through"}
 	}
 	rep := dmaReport{Address: d.Address, Backend: h.Backend.String()}
+	via := rep.Backend
+	if h.Container != nil {
+		rep.IOMMU = h.Container.IOMMU().String()
+		via += " (" + rep.IOMMU + ")"
+	}
 	if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
 		return err
 	}
@@ -92,7 +98,7 @@ func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	}
 	return emit(c, rep, func(w io.Writer) {
 		fprintf(w, "%s via %s\nIOVA ranges %v, alignment %#x\nmapped %d bytes at IOVA %#x, unmapped\nDMA roundtrip: %s\n",
-			rep.Address, rep.Backend, rep.IOVARanges, rep.Alignment, rep.Mapped, rep.IOVA, rep.Roundtrip)
+			rep.Address, via, rep.IOVARanges, rep.Alignment, rep.Mapped, rep.IOVA, rep.Roundtrip)
 	})
 }
 

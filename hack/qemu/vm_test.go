@@ -16,6 +16,7 @@ func TestBrokenGuests(t *testing.T) {
 		t.Skip("boots VMs")
 	}
 	t.Run("test panics", func(t *testing.T) {
+		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
 		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/panics"}})
 		if err != nil {
 			t.Fatal(err)
@@ -29,6 +30,7 @@ func TestBrokenGuests(t *testing.T) {
 		}
 	})
 	t.Run("kernel never reaches init", func(t *testing.T) {
+		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
 		start := time.Now()
 		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Cmdline: "rdinit=/nonexistent", Timeout: time.Minute})
 		if err != nil {
@@ -46,6 +48,7 @@ func TestBrokenGuests(t *testing.T) {
 		}
 	})
 	t.Run("test hangs", func(t *testing.T) {
+		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
 		// The guest's -test.timeout (80% of the VM's) ends a hung test
 		// with its goroutine dump, before the VM is killed.
 		start := time.Now()
@@ -61,6 +64,7 @@ func TestBrokenGuests(t *testing.T) {
 		}
 	})
 	t.Run("guest hangs", func(t *testing.T) {
+		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
 		// PID 1 blocks reading the console forever: only the VM timeout
 		// can end this boot.
 		start := time.Now()

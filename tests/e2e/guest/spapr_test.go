@@ -340,6 +340,17 @@ func TestSPAPR(t *testing.T) {
 		if info := mustExit(t, 0, "info", addr); !strings.Contains(info, "BAR0") {
 			t.Errorf("info:\n%s", info)
 		}
+		var rep struct {
+			Backend, Roundtrip string
+			IOMMU              string      `json:"iommu_model"`
+			Ranges             []dma.Range `json:"iova_ranges"`
+		}
+		if err := json.Unmarshal([]byte(mustExit(t, 0, "dma-test", "--json", addr)), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Backend != "legacy" || rep.IOMMU != "spapr-tce-v2" || rep.Roundtrip != "ok" || len(rep.Ranges) != 1 || rep.Ranges[0].Last != 1<<30-1 {
+			t.Errorf("dma-test: %+v, want legacy, spapr-tce-v2, the default window, a round trip", rep)
+		}
 	})
 
 	t.Run("no-iommufd", func(t *testing.T) {
