@@ -184,9 +184,14 @@ build() {
 	echo "$variant $out/$image"
 }
 
+# headers: the host's uapi headers (the ABI tests compile C against them
+# with the host's compiler). A cross variant built earlier in this run
+# exported its ARCH; powerpc's asm/ioctl.h encodes every request
+# differently, so it must not leak in here.
 headers() {
 	source_tree 6.12
-	local inc=$cache/headers/$kver
+	cross headers
+	local inc=$cache/headers/$kver-host
 	if [ ! -f "$inc/.done" ]; then
 		rm -rf "$inc"
 		make -s -C "$srcdir" O="$cache/build/headers" INSTALL_HDR_PATH="$inc" headers_install >&2
