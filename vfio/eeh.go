@@ -2,7 +2,6 @@ package vfio
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/vfioctl/vfioctl/uapi"
 )
@@ -69,7 +68,7 @@ func (s EEHState) String() string {
 // kernel's answer is returned as an EEHState; it is meaningful for
 // EEHGetState.
 func (c *Container) EEH(op EEHOp) (EEHState, error) {
-	arg := uapi.VfioEehPeOp{Argsz: uint32(unsafe.Sizeof(uapi.VfioEehPeOp{})), Op: uint32(op)}
+	arg := uapi.VfioEehPeOp{Op: uint32(op)} // the helper sets argsz
 	return c.eehOp(op.String(), &arg)
 }
 
@@ -82,7 +81,7 @@ type EEHError struct {
 
 // EEHInjectError injects e into the container's PEs.
 func (c *Container) EEHInjectError(e EEHError) error {
-	arg := uapi.VfioEehPeOp{Argsz: uint32(unsafe.Sizeof(uapi.VfioEehPeOp{})), Op: uapi.VFIO_EEH_PE_INJECT_ERR,
+	arg := uapi.VfioEehPeOp{Op: uapi.VFIO_EEH_PE_INJECT_ERR,
 		Err: uapi.VfioEehPeErr{Type: e.Type, Func: e.Func, Addr: e.Addr, Mask: e.Mask}}
 	_, err := c.eehOp(fmt.Sprintf("inject-error type=%d func=%d addr=%#x mask=%#x", e.Type, e.Func, e.Addr, e.Mask), &arg)
 	return err

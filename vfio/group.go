@@ -150,7 +150,7 @@ func isContainer(c FDer) bool {
 }
 
 // spaprIOMMUFDHint says why a group on POWER cannot use /dev/iommu.
-var spaprIOMMUFDHint = "on POWER a group works only in a SPAPR TCE container: " + spaprOnlyLegacy(GroupIOMMUFD).(*vfioerr.NotSupportedError).Reason
+const spaprIOMMUFDHint = "on POWER a group works only in a SPAPR TCE container: " + spaprNoIOMMUFD
 
 // UnsetContainer is VFIO_GROUP_UNSET_CONTAINER.
 func (g *Group) UnsetContainer() error {

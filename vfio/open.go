@@ -221,10 +221,12 @@ func bestBackend(bdf string) Backend {
 	return Legacy
 }
 
-// spaprOnlyLegacy explains why POWER has no iommufd backend.
+// spaprNoIOMMUFD is why POWER has no iommufd backend.
+const spaprNoIOMMUFD = "the SPAPR TCE IOMMU allocates no iommufd paging domain, so no device can attach to an IOAS, and the kernel builds no device cdev with SPAPR_TCE_IOMMU (VFIO_DEVICE_CDEV depends on !SPAPR_TCE_IOMMU); use the legacy backend (SPAPR TCE container)"
+
+// spaprOnlyLegacy refuses backend b on POWER, saying why.
 func spaprOnlyLegacy(b Backend) error {
-	return &vfioerr.NotSupportedError{Feature: "the " + b.String() + " backend on POWER",
-		Reason: "the SPAPR TCE IOMMU allocates no iommufd paging domain, so no device can attach to an IOAS, and the kernel builds no device cdev with SPAPR_TCE_IOMMU (VFIO_DEVICE_CDEV depends on !SPAPR_TCE_IOMMU); use the legacy backend (SPAPR TCE container)"}
+	return &vfioerr.NotSupportedError{Feature: "the " + b.String() + " backend on POWER", Reason: spaprNoIOMMUFD}
 }
 
 // Close closes the device, then whatever no other Handle shares: its group

@@ -68,25 +68,23 @@ type spaprState struct {
 	registered     []dma.Range // RegisterMemory's, by virtual address
 }
 
-func (c *Container) spaprOnly(op string, v2 bool) error {
+// requireModel refuses op (EINVAL) unless the container's model is one of
+// models, before the kernel is asked.
+func (c *Container) requireModel(op string, models ...IOMMUType) error {
 	t := c.IOMMU()
-	if t == SPAPRTCEv2 || !v2 && t == SPAPRTCE {
+	if slices.Contains(models, t) {
 		return nil
 	}
-	want := "SPAPR TCE"
-	if v2 {
-		want = "SPAPR TCE v2"
-	}
 	return &vfioerr.OpError{Op: op, Object: c.fd.Name(), Err: unix.EINVAL,
-		Hint: fmt.Sprintf("needs a %s container; this one is %s (SetIOMMU first)", want, t)}
+		Hint: fmt.Sprintf("needs a %v container; this one is %s (SetIOMMU first)", models, t)}
 }
 
 // SPAPRInfo is VFIO_IOMMU_SPAPR_TCE_GET_INFO (a group must be attached).
 func (c *Container) SPAPRInfo() (*SPAPRInfo, error) {
-	if err := c.spaprOnly("VFIO_IOMMU_SPAPR_TCE_GET_INFO", false); err != nil {
+	if err := c.requireModel("VFIO_IOMMU_SPAPR_TCE_GET_INFO", SPAPRTCE, SPAPRTCEv2); err != nil {
 		return nil, err
 	}
-	in := uapi.VfioIommuSpaprTceInfo{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuSpaprTceInfo{}))}
+	var in uapi.VfioIommuSpaprTceInfo // the helper sets argsz
 	err := c.do("VFIO_IOMMU_SPAPR_TCE_GET_INFO", "", func(fd int) error { return uapi.IoctlVfioIommuSpaprTceGetInfo(fd, &in) })
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -104,8 +102,8 @@ func (c *Container) SPAPRInfo() (*SPAPRInfo, error) {
 // Enable is VFIO_IOMMU_ENABLE, which a v1 container needs before it maps:
 // it accounts the whole default window against RLIMIT_MEMLOCK.
 func (c *Container) Enable() error {
-	if c.IOMMU() != SPAPRTCE {
-		return &vfioerr.OpError{Op: "VFIO_IOMMU_ENABLE", Object: c.fd.Name(), Err: unix.EINVAL, Hint: "only a SPAPR TCE v1 container is enabled; this one is " + c.IOMMU().String()}
+	if err := c.requireModel("VFIO_IOMMU_ENABLE", SPAPRTCE); err != nil {
+		return err
 	}
 	err := c.do("VFIO_IOMMU_ENABLE", "", func(fd int) error { _, err := uapi.IoctlVfioIommuEnable(fd); return err })
 	if err != nil && errors.Is(err, unix.ENOMEM) {
@@ -116,8 +114,8 @@ func (c *Container) Enable() error {
 
 // Disable is VFIO_IOMMU_DISABLE (v1).
 func (c *Container) Disable() error {
-	if c.IOMMU() != SPAPRTCE {
-		return &vfioerr.OpError{Op: "VFIO_IOMMU_DISABLE", Object: c.fd.Name(), Err: unix.EINVAL, Hint: "only a SPAPR TCE v1 container is disabled; this one is " + c.IOMMU().String()}
+	if err := c.requireModel("VFIO_IOMMU_DISABLE", SPAPRTCE); err != nil {
+		return err
 	}
 	return c.do("VFIO_IOMMU_DISABLE", "", func(fd int) error { _, err := uapi.IoctlVfioIommuDisable(fd); return err })
 }
@@ -170,20 +168,19 @@ func (c *Container) registeredCovers(start, last uint64) bool {
 }
 
 func (c *Container) registration(op string, mem []byte, fn func(int, *uapi.VfioIommuSpaprRegisterMemory) error) error {
-	if err := c.spaprOnly(op, true); err != nil {
+	if err := c.requireModel(op, SPAPRTCEv2); err != nil {
 		return err
 	}
 	if len(mem) == 0 {
 		return &vfioerr.OpError{Op: op, Object: c.fd.Name(), Err: unix.EINVAL, Hint: "empty buffer"}
 	}
-	vaddr := uint64(uintptr(unsafe.Pointer(&mem[0])))
-	return c.registerRange(op, vaddr, uint64(len(mem)), fn, mem)
+	return c.registerRange(op, memRange(mem).Start, uint64(len(mem)), fn, mem)
 }
 
 // registerRange issues a (un)registration of [vaddr, vaddr+size); keep is
 // the memory, kept alive across the call.
 func (c *Container) registerRange(op string, vaddr, size uint64, fn func(int, *uapi.VfioIommuSpaprRegisterMemory) error, keep []byte) error {
-	r := uapi.VfioIommuSpaprRegisterMemory{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuSpaprRegisterMemory{})), Vaddr: vaddr, Size: size}
+	r := uapi.VfioIommuSpaprRegisterMemory{Vaddr: vaddr, Size: size}
 	err := c.fd.Do(func(fd int) error { return fn(fd, &r) })
 	runtime.KeepAlive(keep)
 	if err == nil {
@@ -210,13 +207,13 @@ func (c *Container) registerRange(op string, vaddr, size uint64, fn func(int, *u
 // a TCE table of levels levels (1 if 0). The kernel chooses where; the
 // window is returned and from then on part of IOVARanges.
 func (c *Container) CreateWindow(pageShift uint, size uint64, levels uint32) (Window, error) {
-	if err := c.spaprOnly("VFIO_IOMMU_SPAPR_TCE_CREATE", true); err != nil {
+	if err := c.requireModel("VFIO_IOMMU_SPAPR_TCE_CREATE", SPAPRTCEv2); err != nil {
 		return Window{}, err
 	}
 	if levels == 0 {
 		levels = 1
 	}
-	cr := uapi.VfioIommuSpaprTceCreate{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuSpaprTceCreate{})), PageShift: uint32(pageShift), WindowSize: size, Levels: levels}
+	cr := uapi.VfioIommuSpaprTceCreate{PageShift: uint32(pageShift), WindowSize: size, Levels: levels}
 	args := fmt.Sprintf("page_shift=%d size=%#x levels=%d", pageShift, size, levels)
 	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuSpaprTceCreate(fd, &cr) }); err != nil {
 		e := &vfioerr.OpError{Op: "VFIO_IOMMU_SPAPR_TCE_CREATE", Object: c.fd.Name(), Args: args, Err: err}
@@ -240,10 +237,10 @@ func (c *Container) CreateWindow(pageShift uint, size uint64, levels uint32) (Wi
 // RemoveWindow is VFIO_IOMMU_SPAPR_TCE_REMOVE (v2) of the window starting
 // at start; the default window (start 0 on pSeries) may be removed too.
 func (c *Container) RemoveWindow(start uint64) error {
-	if err := c.spaprOnly("VFIO_IOMMU_SPAPR_TCE_REMOVE", true); err != nil {
+	if err := c.requireModel("VFIO_IOMMU_SPAPR_TCE_REMOVE", SPAPRTCEv2); err != nil {
 		return err
 	}
-	rm := uapi.VfioIommuSpaprTceRemove{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuSpaprTceRemove{})), StartAddr: start}
+	rm := uapi.VfioIommuSpaprTceRemove{StartAddr: start}
 	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuSpaprTceRemove(fd, &rm) }); err != nil {
 		e := &vfioerr.OpError{Op: "VFIO_IOMMU_SPAPR_TCE_REMOVE", Object: c.fd.Name(), Args: fmt.Sprintf("start=%#x", start), Err: err}
 		if errors.Is(err, unix.EINVAL) {

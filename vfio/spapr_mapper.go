@@ -44,7 +44,7 @@ type spaprMapping struct {
 
 // NewSPAPRMapper wraps a container set to SPAPRTCEv2.
 func NewSPAPRMapper(c *Container) (*SPAPRMapper, error) {
-	if err := c.spaprOnly("SPAPR mapper", true); err != nil {
+	if err := c.requireModel("SPAPR mapper", SPAPRTCEv2); err != nil {
 		return nil, err
 	}
 	return &SPAPRMapper{c: c}, nil
