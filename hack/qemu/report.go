@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,11 @@ func Run(t *testing.T, spec Spec) *Result {
 	if err != nil {
 		t.Fatalf("boot %s/%s: %v", spec.Kernel, spec.Profile, err)
 	}
-	t.Logf("boot %s/%s: %d commands in %s", spec.Kernel, spec.Profile, len(res.Commands), res.Elapsed.Round(100_000_000))
+	kernel := "Linux " + res.Kernel
+	if res.Kernel == "" {
+		kernel = "kernel unknown (init never spoke)"
+	}
+	t.Logf("boot %s/%s: %s: %d commands in %s", spec.Kernel, spec.Profile, kernel, len(res.Commands), res.Elapsed.Round(100_000_000))
 	for _, c := range res.Commands {
 		if !contains(spec.Packages, c.Name) {
 			continue
@@ -45,6 +50,7 @@ func Run(t *testing.T, spec Spec) *Result {
 				}
 			})
 		}
+		t.Logf("%s in %s/%s: %s", c.Name, spec.Kernel, spec.Profile, summary(tests))
 		if c.ExitCode != 0 && !anyFailed(tests) {
 			t.Errorf("guest %s exited %d without a failed test (panic or timeout?):\n%s", c.Name, c.ExitCode, tail(c.Output, 60))
 		}
@@ -103,20 +109,53 @@ func GoTests(out string) []GoTest {
 
 // subtests lists the results of gt's subtests, from the "--- PASS: X/y"
 // lines inside its output.
+// A skipped subtest's Output is its reason: the line after its result.
 func subtests(gt GoTest) []GoTest {
 	var out []GoTest
-	for _, line := range strings.Split(gt.Output, "\n") {
+	lines := strings.Split(gt.Output, "\n")
+	for i, line := range lines {
 		l := strings.TrimLeft(line, " ")
 		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
 			if rest, ok := strings.CutPrefix(l, "--- "+r+": "); ok && l != line {
 				name, _, _ := strings.Cut(rest, " ")
 				if strings.HasPrefix(name, gt.Name+"/") {
-					out = append(out, GoTest{Name: name, Result: r})
+					sub := GoTest{Name: name, Result: r}
+					if r == "SKIP" && i+1 < len(lines) {
+						sub.Output = strings.TrimSpace(lines[i+1])
+					}
+					out = append(out, sub)
 				}
 			}
 		}
 	}
 	return out
+}
+
+// summary counts a boot's guest tests and subtests by result and lists
+// the skipped ones with their reasons, so a skip that should not happen
+// is seen in the report of the boot that made it.
+func summary(tests []GoTest) string {
+	count, total := map[string]int{}, 0
+	var skipped []string
+	add := func(gt GoTest) {
+		count[gt.Result]++
+		total++
+		if gt.Result == "SKIP" {
+			reason, _, _ := strings.Cut(strings.TrimSpace(gt.Output), "\n")
+			skipped = append(skipped, "  skipped "+gt.Name+": "+reason)
+		}
+	}
+	for _, gt := range tests {
+		add(gt)
+		for _, sub := range subtests(gt) {
+			add(sub)
+		}
+	}
+	s := fmt.Sprintf("%d passed, %d skipped, %d failed", count["PASS"], count["SKIP"], total-count["PASS"]-count["SKIP"])
+	if len(skipped) > 0 {
+		s += "\n" + strings.Join(skipped, "\n")
+	}
+	return s
 }
 
 // filtered reports whether the run was narrowed with -test.run, when a

@@ -44,3 +44,28 @@ func TestParseFrames(t *testing.T) {
 		t.Fatalf("parse = %+v", res)
 	}
 }
+
+// TestSummary: a boot's report counts tests and subtests by result and
+// gives each skip's reason.
+func TestSummary(t *testing.T) {
+	out := strings.Join([]string{
+		"=== RUN   TestA",
+		"=== RUN   TestA/one",
+		"=== RUN   TestA/two",
+		"    a_test.go:7: cdev: this kernel lacks it",
+		"    --- PASS: TestA/one (0.00s)",
+		"    --- SKIP: TestA/two (0.00s)",
+		"        a_test.go:7: cdev: this kernel lacks it",
+		"--- PASS: TestA (0.00s)",
+		"=== RUN   TestB",
+		"--- FAIL: TestB (0.00s)",
+		"=== RUN   TestC",
+		"--- SKIP: TestC (0.00s)",
+		"    c_test.go:3: no nvme here",
+	}, "\n")
+	got := summary(GoTests(out))
+	want := "2 passed, 2 skipped, 1 failed\n  skipped TestA/two: a_test.go:7: cdev: this kernel lacks it\n  skipped TestC: c_test.go:3: no nvme here"
+	if got != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
+	}
+}

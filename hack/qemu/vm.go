@@ -151,7 +151,8 @@ type Spec struct {
 	// package, e.g. "bin/vfioctl": "./cmd/vfioctl".
 	Builds map[string]string
 	// Env is added to every guest command's environment, after
-	// VFIOCTL_KERNEL and VFIOCTL_PROFILE, which name this boot.
+	// VFIOCTL_KERNEL and VFIOCTL_PROFILE, which name this boot, and the
+	// backends it must offer (OfferEnv).
 	Env []string
 	// Commands run after the test binaries (e.g. a demo script).
 	Commands []frame.Command
@@ -163,8 +164,10 @@ type Spec struct {
 	QEMUArgs []string
 	// OmitProfileCmdline leaves out the profile's own kernel parameters.
 	OmitProfileCmdline bool
-	// Timeout bounds the whole boot; a guest still running then is killed
-	// and reported as failed. Default 5 minutes.
+	// Timeout bounds the guest's run, counted from the moment its init
+	// first speaks (so a slow boot on a busy machine does not eat into
+	// it); a guest still running then is killed and reported as failed.
+	// Before init speaks, NoProgressTimeout applies. Default 5 minutes.
 	Timeout time.Duration
 	// Stream receives the results port as it arrives (nil: not streamed).
 	Stream io.Writer
@@ -180,7 +183,10 @@ type Result struct {
 	Done       bool   // the guest ran every command and said so
 	ConsoleLog string // path of the saved serial console (kernel log)
 	Elapsed    time.Duration
-	Err        error // the VM failed: timeout, QEMU error, missing frames
+	// Kernel is the guest kernel's release and version as its init
+	// reported them (uname -r, uname -v); empty if init never spoke.
+	Kernel string
+	Err    error // the VM failed: timeout, QEMU error, missing frames
 }
 
 // CommandResult is the framed output of one guest command.
@@ -258,8 +264,13 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 
+	cfg, err := KernelConfig(kernel)
+	if err != nil {
+		return nil, err
+	}
+	offers := OfferEnv + "=" + strings.Join(Offers(cfg, prof, spec.OmitProfileCmdline), ",")
 	initrd := filepath.Join(work, "initrd.cpio")
-	if err := buildInitramfs(spec, work, initrd); err != nil {
+	if err := buildInitramfs(spec, offers, work, initrd); err != nil {
 		return nil, err
 	}
 	nvme := spec.NVMeImage
@@ -321,10 +332,10 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	args = append(args, "-kernel", kernel, "-initrd", initrd, "-append", cmdline)
 	args = append(args, spec.QEMUArgs...)
-	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	progressed := make(chan struct{})
-	stalled := watchProgress(ctx, cancel, progressed, accel)
+	killed := watchdog(ctx, cancel, progressed, spec.Timeout, accel)
 	qemu := exec.CommandContext(ctx, arch.QEMU, args...)
 	qemu.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
@@ -346,10 +357,8 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	res.Elapsed = time.Since(start)
 	res.ConsoleLog = console
 	switch {
-	case stalled() != nil:
-		res.Err = stalled()
-	case ctx.Err() == context.DeadlineExceeded:
-		res.Err = fmt.Errorf("guest killed after %s timeout", spec.Timeout)
+	case killed() != nil:
+		res.Err = killed()
 	case werr != nil:
 		res.Err = fmt.Errorf("qemu: %v: %s", werr, strings.TrimSpace(stderr.String()))
 	case !res.Done:
@@ -429,28 +438,43 @@ func (f *firstByte) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// watchProgress kills the boot (through cancel) when progressed is not
-// closed within NoProgressTimeout, and returns a function reporting that.
-func watchProgress(ctx context.Context, cancel func(), progressed <-chan struct{}, accel string) func() error {
+// watchdog kills the boot (through cancel) when progressed is not closed
+// within NoProgressTimeout, or when the guest is still running timeout
+// after it was, and returns a function reporting why it killed the boot.
+// The guest's own limits (each command's, the test binaries'
+// -test.timeout) also start after init has started, so they fall inside
+// the host's.
+func watchdog(ctx context.Context, cancel func(), progressed <-chan struct{}, timeout time.Duration, accel string) func() error {
 	var mu sync.Mutex
-	var stall error
+	var why error
+	kill := func(err error) {
+		mu.Lock()
+		why = err
+		mu.Unlock()
+		cancel()
+	}
 	go func() {
 		t := time.NewTimer(NoProgressTimeout)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-		case <-progressed:
+			return
 		case <-t.C:
-			mu.Lock()
-			stall = fmt.Errorf("no progress: the guest's init said nothing in %s under %s (the console log shows how far it got; VFIOCTL_ACCEL=tcg forces TCG)", NoProgressTimeout, accel)
-			mu.Unlock()
-			cancel()
+			kill(fmt.Errorf("no progress: the guest's init said nothing in %s under %s (the console log shows how far it got; VFIOCTL_ACCEL=tcg forces TCG)", NoProgressTimeout, accel))
+			return
+		case <-progressed:
+		}
+		t.Reset(timeout)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			kill(fmt.Errorf("guest killed after its %s timeout (counted from its init's start)", timeout))
 		}
 	}()
 	return func() error {
 		mu.Lock()
 		defer mu.Unlock()
-		return stall
+		return why
 	}
 }
 
@@ -473,6 +497,8 @@ func parse(r io.Reader) *Result {
 			cur.Output = out.String()
 			res.Commands = append(res.Commands, *cur)
 			cur = nil
+		case strings.HasPrefix(line, frame.Kernel+" ") && cur == nil:
+			res.Kernel = strings.TrimPrefix(line, frame.Kernel+" ")
 		case line == frame.Done:
 			res.Done = true
 		case cur != nil:
@@ -490,7 +516,7 @@ func parse(r io.Reader) *Result {
 
 // buildInitramfs compiles the guest init and the test binaries and packs
 // them with busybox into an uncompressed cpio.
-func buildInitramfs(spec Spec, work, dst string) error {
+func buildInitramfs(spec Spec, offers, work, dst string) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -524,7 +550,7 @@ func buildInitramfs(spec Spec, work, dst string) error {
 			break
 		}
 	}
-	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile}, spec.Env...)}
+	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile, offers}, spec.Env...)}
 	for _, pkg := range spec.Packages {
 		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")
 		bin := filepath.Join(work, name+".test")

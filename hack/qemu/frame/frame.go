@@ -15,10 +15,14 @@ const (
 	// they are inside the e2e VM.
 	GuestEnv = "VFIOCTL_GUEST"
 
-	Begin = "@@@vfioctl-begin"
-	End   = "@@@vfioctl-end"
-	Done  = "@@@vfioctl-done"
-	Fatal = "@@@vfioctl-fatal"
+	// Kernel is the first line init writes: "Kernel RELEASE VERSION"
+	// (uname -r and -v), so every boot's results name the kernel they ran
+	// on, and the host starts the boot's clock at it.
+	Kernel = "@@@vfioctl-kernel"
+	Begin  = "@@@vfioctl-begin"
+	End    = "@@@vfioctl-end"
+	Done   = "@@@vfioctl-done"
+	Fatal  = "@@@vfioctl-fatal"
 )
 
 // Manifest lists what the guest runs, in order.

@@ -24,6 +24,9 @@ import (
 func main() {
 	out := setup()
 	defer powerOff()
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	fmt.Fprintf(out, "%s %s %s\n", frame.Kernel, unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]))
 	var m frame.Manifest
 	b, err := os.ReadFile(frame.ManifestPath)
 	if err == nil {
