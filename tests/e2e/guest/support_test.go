@@ -2,9 +2,12 @@ package guest
 
 import (
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/vfioctl/vfioctl/hack/qemu"
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
@@ -14,10 +17,22 @@ var sinceLinux = map[vfio.Backend]string{vfio.IOMMUFDCompat: "6.2", vfio.GroupIO
 // probed caches, per backend, what opening edu through it gave.
 var probed = map[vfio.Backend]error{}
 
-// backendSupported reports whether the running kernel offers backend b,
-// found by behaviour (opening edu through it), not by version: on a kernel
-// without it, vfio.Open must answer ErrNotSupported naming the Linux
-// version that added it, and any other failure fails the test.
+// offered reports whether the boot's manifest (hack/qemu's Offers, from the
+// kernel's configuration and the machine, never from a probe) lists b.
+func offered(t testing.TB, b vfio.Backend) bool {
+	t.Helper()
+	m, ok := os.LookupEnv(qemu.OfferEnv)
+	if !ok {
+		t.Fatalf("%s is not set: the boot has no manifest of the backends it must offer", qemu.OfferEnv)
+	}
+	return slices.Contains(strings.Split(m, ","), b.String())
+}
+
+// backendSupported reports whether the boot offers backend b, and checks
+// that the library agrees with the boot's manifest: a backend the manifest
+// lists must open edu (any failure, ErrNotSupported too, fails the test
+// rather than turning it into a skip); one it leaves out must be refused
+// with ErrNotSupported naming the Linux version that added it.
 func backendSupported(t testing.TB, b vfio.Backend) bool {
 	t.Helper()
 	err, done := probed[b]
@@ -28,12 +43,18 @@ func backendSupported(t testing.TB, b vfio.Backend) bool {
 		}
 		err, probed[b] = e, e
 	}
-	if err == nil {
+	if offered(t, b) {
+		if err != nil {
+			t.Fatalf("the boot's kernel and machine offer %s (%s=%s), but opening edu through it failed: %v", b, qemu.OfferEnv, os.Getenv(qemu.OfferEnv), err)
+		}
 		return true
 	}
 	v, why := sinceLinux[b], unsupportedSays(b)
-	if v == "" || !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), why) {
-		t.Fatalf("opening edu via %s: %v (want success, or ErrNotSupported saying %q)", b, err, why)
+	switch {
+	case err == nil:
+		t.Fatalf("edu opened through %s, which this boot's manifest says its kernel or machine lacks (%s=%s)", b, qemu.OfferEnv, os.Getenv(qemu.OfferEnv))
+	case v == "" || !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), why):
+		t.Fatalf("opening edu via %s, which this boot lacks: %v (want ErrNotSupported saying %q)", b, err, why)
 	}
 	return false
 }
@@ -67,14 +88,22 @@ func supportedModes(t testing.TB) []mode {
 	return out
 }
 
-// TestBackendsByKernel: every backend either works or, on a kernel without
-// it, says which Linux added it; the legacy container always works.
+// TestBackendsByKernel: the backends that open edu are exactly those the
+// boot's manifest lists (each missing one saying which Linux added it), the
+// legacy container is among them, and Open's default is the best of them.
 func TestBackendsByKernel(t *testing.T) {
-	if !backendSupported(t, vfio.Legacy) {
-		t.Fatal("the legacy container is not available")
+	var got []string
+	for _, b := range []vfio.Backend{vfio.Legacy, vfio.IOMMUFDCompat, vfio.GroupIOMMUFD, vfio.Cdev} {
+		if backendSupported(t, b) {
+			got = append(got, b.String())
+		}
+		t.Logf("%s: supported=%v (%v)", b, offered(t, b), probed[b])
 	}
-	for _, b := range []vfio.Backend{vfio.IOMMUFDCompat, vfio.GroupIOMMUFD, vfio.Cdev} {
-		t.Logf("%s: supported=%v (%v)", b, backendSupported(t, b), probed[b])
+	if want := os.Getenv(qemu.OfferEnv); strings.Join(got, ",") != want {
+		t.Errorf("backends that open edu: %v; the manifest: %s", got, want)
+	}
+	if !offered(t, vfio.Legacy) {
+		t.Fatal("the legacy container is not in the manifest: every boot of the suite offers it")
 	}
 	h, err := vfio.Open(eduAddr(t), nil)
 	if err != nil {
@@ -83,9 +112,9 @@ func TestBackendsByKernel(t *testing.T) {
 	defer h.Close()
 	want := vfio.Legacy
 	switch {
-	case backendSupported(t, vfio.Cdev):
+	case offered(t, vfio.Cdev):
 		want = vfio.Cdev
-	case backendSupported(t, vfio.GroupIOMMUFD):
+	case offered(t, vfio.GroupIOMMUFD):
 		want = vfio.GroupIOMMUFD
 	}
 	if h.Backend != want {
