@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/allocs"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -87,16 +88,18 @@ func TestFDCloseWaitsForUse(t *testing.T) {
 func TestDoAllocatesNothing(t *testing.T) {
 	f := pipeFD(t)
 	defer f.Close()
-	allocs := testing.AllocsPerRun(100, func() {
-		var n int32
-		f.Do(func(raw int) error {
+	n := allocs.Count(100, func() {
+		var calls int32
+		if err := f.Do(func(raw int) error {
 			_, err := unix.IoctlGetInt(raw, unix.TIOCINQ)
-			n++
+			calls++
 			return err
-		})
+		}); err != nil || calls != 1 {
+			t.Fatalf("Do: %v after %d calls of its function", err, calls)
+		}
 	})
-	if allocs != 0 {
-		t.Fatalf("Do allocates %v times per call", allocs)
+	if n != 0 {
+		t.Fatalf("100 calls of Do allocate %d times, want 0", n)
 	}
 }
 
