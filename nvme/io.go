@@ -3,6 +3,8 @@ package nvme
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"time"
 )
 
@@ -144,6 +146,23 @@ func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, erro
 	}
 }
 
+// Span is the byte range of blocks [lba, lba+blocks) for ReadAt and
+// WriteAt: its offset and length. A range that is empty, reaches past the
+// namespace's end or whose bytes overflow an int64 is ErrBadRequest, so an
+// accepted range always lies inside the namespace.
+func (ns *Namespace) Span(lba, blocks uint64) (off, n int64, err error) {
+	total, bs := ns.Info.Blocks, uint64(ns.Info.BlockSize)
+	switch {
+	case blocks == 0:
+		return 0, 0, ns.bad("an empty range at block %d", lba)
+	case lba >= total || blocks > total-lba:
+		return 0, 0, ns.bad("%d blocks at block %d lie past the end (%d blocks)", blocks, lba, total)
+	case bs == 0 || total > math.MaxInt64/bs:
+		return 0, 0, ns.bad("a namespace of %d blocks of %d bytes has no byte offsets", total, bs)
+	}
+	return int64(lba * bs), int64(blocks * bs), nil
+}
+
 // ReadAt reads len(p) bytes at byte offset off, through pool buffers of
 // up to MaxTransfer on I/O queue 0 (io.ReaderAt). off and len(p) must be
 // whole blocks.
@@ -156,17 +175,34 @@ func (ns *Namespace) WriteAt(p []byte, off int64) (int, error) {
 	return ns.copyAt(OpWrite, p, off)
 }
 
-func (ns *Namespace) copyAt(op uint8, p []byte, off int64) (int, error) {
+// checkAt checks a ReadAt or WriteAt of n bytes at off: whole blocks,
+// inside the namespace (compared without a sum that could wrap).
+func (ns *Namespace) checkAt(op uint8, n int, off int64) error {
 	bs := int64(ns.Info.BlockSize)
-	if off < 0 || off%bs != 0 || int64(len(p))%bs != 0 {
-		return 0, ns.bad("%s of %d bytes at offset %d: offset and length must be whole %d-byte blocks", opName(op), len(p), off, bs)
+	if bs <= 0 || off < 0 || off%bs != 0 || int64(n)%bs != 0 {
+		return ns.bad("%s of %d bytes at offset %d: offset and length must be whole %d-byte blocks", opName(op), n, off, bs)
 	}
-	if len(p) == 0 {
-		return 0, nil
+	if size := ns.size(); n > 0 && (uint64(off) > size || uint64(n) > size-uint64(off)) {
+		return ns.bad("%s of %d bytes at offset %d: past the end (%d bytes)", opName(op), n, off, size)
 	}
-	if off+int64(len(p)) > int64(ns.Info.Bytes()) {
-		return 0, ns.bad("%s of %d bytes at offset %d: past the end (%d bytes)", opName(op), len(p), off, ns.Info.Bytes())
+	return nil
+}
+
+// size is the namespace's size in bytes, or the largest uint64 for one
+// larger than that (no byte offset then lies past its end).
+func (ns *Namespace) size() uint64 {
+	hi, lo := bits.Mul64(ns.Info.Blocks, uint64(ns.Info.BlockSize))
+	if hi != 0 {
+		return math.MaxUint64
 	}
+	return lo
+}
+
+func (ns *Namespace) copyAt(op uint8, p []byte, off int64) (int, error) {
+	if err := ns.checkAt(op, len(p), off); err != nil || len(p) == 0 {
+		return 0, err
+	}
+	bs := int64(ns.Info.BlockSize)
 	chunk := min(len(p), ns.c.MaxTransfer())
 	buf, err := ns.c.pool.get(chunk)
 	if err != nil {

@@ -36,6 +36,9 @@ var (
 type BusyError struct {
 	Address string
 	Holders []Holder
+	// Err, when set, is the failure the holders explain (an open of the
+	// device that the kernel refused because another process has it).
+	Err error
 }
 
 // Holder is a process with a file open.
@@ -50,10 +53,32 @@ func (e *BusyError) Error() string {
 	for _, h := range e.Holders {
 		parts = append(parts, fmt.Sprintf("pid %d (%s) has %s open", h.PID, h.Comm, h.Path))
 	}
+	if e.Err != nil {
+		return fmt.Sprintf("%s is in use: %s (opening it: %v)", e.Address, strings.Join(parts, ", "), e.Err)
+	}
 	return fmt.Sprintf("%s is in use: %s; close it first (unbinding now would block until it does)", e.Address, strings.Join(parts, ", "))
 }
 
 func (e *BusyError) Is(t error) bool { return t == ErrBusy }
+
+func (e *BusyError) Unwrap() error { return e.Err }
+
+// HeldElsewhere explains a failed open of d: a *BusyError wrapping err when
+// other processes hold d's VFIO nodes open (the kernel then answers EBUSY
+// for a group, EINVAL for a cdev already bound to another iommufd), or
+// err itself when none does.
+func HeldElsewhere(d *Device, err error) error {
+	var others []Holder
+	for _, h := range Holders(d) {
+		if h.PID != os.Getpid() {
+			others = append(others, h)
+		}
+	}
+	if len(others) == 0 {
+		return err
+	}
+	return &BusyError{Address: d.Address, Holders: others, Err: err}
+}
 
 // BindOptions tune Bind.
 type BindOptions struct {

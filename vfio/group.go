@@ -183,8 +183,11 @@ func (g *Group) device(name, arg string) (*Device, error) {
 		if errors.Is(err, unix.EACCES) {
 			e.Hint = vfTokenHint(name, arg != name)
 		}
+		tokenRefused := arg != name && errors.Is(err, unix.EINVAL) && sysfs.PhysFn(name) == "" && !sysfs.IsPF(name)
 		if spaprPlatform && g.onIOMMUFD.Load() {
 			e.Hint = spaprIOMMUFDHint
+		} else if tokenRefused {
+			e.Hint = fmt.Sprintf("a VF token was given, but %s is neither an SR-IOV physical function nor a virtual function, and the kernel takes a token for no other device: open it without one (Options.VFToken, --vf-token)", name)
 		} else if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
 			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
 				e.Hint = fmt.Sprintf("group %d holds %s and needs a container with an IOMMU set", g.id, strings.Join(devs, ", "))

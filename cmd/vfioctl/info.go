@@ -39,7 +39,7 @@ func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) err
 	}
 	h, err := vfio.Open(d.Address, opts)
 	if err != nil {
-		return err
+		return pci.HeldElsewhere(d, err)
 	}
 	defer h.Close()
 	return f(d, h)

@@ -64,19 +64,22 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 						return usagef("--blocks must be at least 1")
 					}
 					return withNVMe(c, nil, func(_ *nvme.Controller, ns *nvme.Namespace) error {
-						n := c.Uint64("blocks") * uint64(ns.Info.BlockSize)
+						off, n, err := ns.Span(c.Uint64("lba"), c.Uint64("blocks"))
+						if err != nil {
+							return err // ErrBadRequest: exit 2
+						}
 						if n > 1<<30 {
 							return usagef("%d bytes is more than one read command of vfioctl takes (1 GiB)", n)
 						}
 						buf := make([]byte, n)
-						if _, err := ns.ReadAt(buf, int64(c.Uint64("lba"))*int64(ns.Info.BlockSize)); err != nil {
+						if _, err := ns.ReadAt(buf, off); err != nil {
 							return err
 						}
 						w := c.App.Writer
 						if o := c.String("output"); o != "-" {
 							return os.WriteFile(o, buf, 0o644)
 						}
-						_, err := w.Write(buf)
+						_, err = w.Write(buf)
 						return err
 					})
 				},
@@ -103,7 +106,15 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 						return usagef("the input is %d bytes: write takes 1 byte to 1 GiB, in whole blocks", len(data))
 					}
 					return withNVMe(c, nil, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
-						if _, err := ns.WriteAt(data, int64(c.Uint64("lba"))*int64(ns.Info.BlockSize)); err != nil {
+						bs := ns.Info.BlockSize
+						if len(data)%bs != 0 {
+							return usagef("the input is %d bytes, not a whole number of %d-byte blocks", len(data), bs)
+						}
+						off, _, err := ns.Span(c.Uint64("lba"), uint64(len(data)/bs))
+						if err != nil {
+							return err // ErrBadRequest: exit 2
+						}
+						if _, err := ns.WriteAt(data, off); err != nil {
 							return err
 						}
 						if ctl.Identify().VWC {
@@ -179,10 +190,15 @@ func withNVMe(c *cli.Context, opts *nvme.Options, f func(*nvme.Controller, *nvme
 	})
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal a person watches: a tty, with
+// a TERM that can return the carriage ("dumb" or none, as on a serial
+// console a program logs to, gets whole lines).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
+		return false
+	}
+	if term := os.Getenv("TERM"); term == "" || term == "dumb" {
 		return false
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)

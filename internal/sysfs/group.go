@@ -159,3 +159,10 @@ func PhysFn(bdf string) string {
 	}
 	return filepath.Base(l)
 }
+
+// IsPF reports whether a PCI device is an SR-IOV physical function (it has
+// sriov_totalvfs).
+func IsPF(bdf string) bool {
+	_, err := os.Stat(filepath.Join(Root, "bus", "pci", "devices", bdf, "sriov_totalvfs"))
+	return err == nil
+}

@@ -110,6 +110,22 @@ func TestSRIOV(t *testing.T) {
 		v.Close()
 		t.Log("Linux 6.12: the VF's cdev binds without a token; only GET_DEVICE_FD checks it")
 	})
+	// A token given to open a device that is neither a PF nor a VF: the
+	// kernel's GET_DEVICE_FD refuses it (EINVAL), and the error blames the
+	// token, not the container (the same Open without one succeeds).
+	for _, b := range []vfio.Backend{vfio.Legacy, vfio.IOMMUFDCompat, vfio.GroupIOMMUFD} {
+		if !backendSupported(t, b) {
+			continue
+		}
+		h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: b, VFToken: &token})
+		if err == nil {
+			h.Close()
+		}
+		expect(t, "edu opened with a VF token via "+b.String(), err, unix.EINVAL, "a VF token was given", "neither an SR-IOV physical function nor a virtual function")
+		if err != nil && strings.Contains(err.Error(), "needs a container") {
+			t.Errorf("edu opened with a VF token via %s: %v blames the container", b, err)
+		}
+	}
 	// A token on a device that has none.
 	e, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: vfio.Legacy})
 	if err != nil {
