@@ -1,10 +1,12 @@
 package guest
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -418,6 +420,41 @@ func TestCLINVMe(t *testing.T) {
 		t.Errorf("bench: %+v", res)
 	}
 
+	// A bench holds the controller: a second vfioctl on it is exit 5,
+	// naming the holder. The bench's progress comes in whole lines.
+	bench := exec.Command("/bin/vfioctl", "nvme", "bench", addr, "--time", "3s")
+	progress, err := bench.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewReader(progress)
+	first, err := lines.ReadString('\n') // a second into the bench: it has the controller
+	if err != nil {
+		t.Fatalf("the bench's first progress line: %q, %v", first, err)
+	}
+	busy, code := vfioctl(t, "nvme", "identify", addr)
+	rest, _ := io.ReadAll(lines)
+	if err := bench.Wait(); err != nil {
+		t.Fatalf("the bench: %v\n%s%s", err, first, rest)
+	}
+	if code != 5 || !strings.Contains(busy, fmt.Sprintf("pid %d (vfioctl)", bench.Process.Pid)) {
+		t.Errorf("vfioctl nvme identify while a bench (pid %d) holds the controller: exit %d, want 5 naming it:\n%s", bench.Process.Pid, code, busy)
+	}
+	if p := first + string(rest); strings.Contains(p, "\r") || !strings.HasSuffix(first, "IOPS\n") || !strings.HasSuffix(p, "\n") {
+		t.Errorf("bench progress to a pipe is not whole lines: %q", p)
+	}
+
+	// Block numbers whose byte offsets pass 2^64 are refused, and nothing
+	// is written where a wrapped offset would land (block 27776).
+	wrap := uint64(1)<<55 + 27776
+	mustExit(t, 2, "nvme", "write", addr, "--lba", fmt.Sprint(wrap), "--input", in)
+	if got, err := exec.Command("/bin/vfioctl", "nvme", "read", addr, "--lba", "27776", "--blocks", "16").Output(); err != nil || len(got) != 16*pattern.BlockSize || pattern.Mismatch(got, 27776, pattern.Host) >= 0 {
+		t.Errorf("blocks 27776-27791 are not the host's after a write at block 2^55+27776 was refused (%v)", err)
+	}
+
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, make([]byte, 100), 0o644)
 	for _, c := range []struct {
@@ -425,6 +462,9 @@ func TestCLINVMe(t *testing.T) {
 		says string
 	}{
 		{[]string{"nvme", "read", addr, "--lba", fmt.Sprint(pattern.Blocks), "--blocks", "1"}, "past the end"},
+		{[]string{"nvme", "read", addr, "--lba", fmt.Sprint(uint64(1) << 55), "--blocks", "1"}, "past the end"},
+		{[]string{"nvme", "read", addr, "--lba", "0", "--blocks", fmt.Sprint(uint64(1) << 55)}, "past the end"},
+		{[]string{"nvme", "write", addr, "--lba", fmt.Sprint(wrap), "--input", in}, "past the end"},
 		{[]string{"nvme", "write", addr, "--lba", lba, "--input", short}, "whole"},
 		{[]string{"nvme", "identify", addr, "--nsid", "2"}, "namespace 2"},
 		{[]string{"nvme", "identify", eduAddr(t)}, "not an NVMe controller"},
