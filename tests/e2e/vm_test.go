@@ -182,10 +182,11 @@ func hostImage(t *testing.T) string {
 	return path
 }
 
-// checkImage checks the image after the boot: the slot of every mode whose
-// TestNVMeIntegrity subtest passed holds the guest's pattern; every other
-// block outside the scratch area still holds the host's. An unfiltered run
-// must have run the test.
+// checkImage checks the image after the boot: the slot of every guest
+// subtest that passed holds that subtest's data (pattern.Slots: each
+// mode, completion, queue and transfer size writes its own); every other
+// block outside the scratch area still holds the host's. An unfiltered
+// run must have written some.
 func checkImage(t *testing.T, path string, res *qemu.Result, args []string) {
 	t.Helper()
 	if res == nil || !res.Done {
@@ -202,27 +203,27 @@ func checkImage(t *testing.T, path string, res *qemu.Result, args []string) {
 	for _, c := range res.Commands {
 		out += c.Output
 	}
-	passed := 0
-	for slot, m := range pattern.SlotModes {
-		first := uint64(pattern.WriteStart + slot*pattern.SlotBlocks)
-		region := b[first*pattern.BlockSize : (first+pattern.SlotBlocks)*pattern.BlockSize]
-		want, who := pattern.Host, "the host's (its mode did not pass)"
-		if strings.Contains(out, "--- PASS: TestNVMeIntegrity/"+m+" ") {
-			passed++
-			want, who = func(b []byte, blk uint64) { pattern.Guest(b, blk, slot) }, "the guest's"
+	written := 0
+	end := uint64(pattern.SlotStart)
+	for _, s := range pattern.Slots {
+		region := b[s.First*pattern.BlockSize : (s.First+s.Blocks)*pattern.BlockSize]
+		want, who := pattern.Host, "the host's (its subtest did not pass)"
+		if strings.Contains(out, "--- PASS: "+s.Test+" ") {
+			written++
+			want, who = s.Guest, "what "+s.Test+" wrote there"
 		}
-		if bad := pattern.Mismatch(region, first, want); bad >= 0 {
-			t.Errorf("image after the boot: block %d of slot %d (%s) is not %s", bad, slot, m, who)
+		if bad := pattern.Mismatch(region, s.First, want); bad >= 0 {
+			t.Errorf("image after the boot: block %d of %s's slot %q is not %s: % x", bad, s.Test, s.Part, who, b[bad*pattern.BlockSize:bad*pattern.BlockSize+32])
 		}
+		end = s.First + s.Blocks
 	}
-	end := pattern.WriteStart + len(pattern.SlotModes)*pattern.SlotBlocks
-	for _, r := range [][2]int{{0, pattern.WriteStart}, {end, pattern.ScratchStart}} {
-		if bad := pattern.Mismatch(b[r[0]*pattern.BlockSize:r[1]*pattern.BlockSize], uint64(r[0]), pattern.Host); bad >= 0 {
+	for _, r := range [][2]uint64{{0, pattern.SlotStart}, {end, pattern.ScratchStart}} {
+		if bad := pattern.Mismatch(b[r[0]*pattern.BlockSize:r[1]*pattern.BlockSize], r[0], pattern.Host); bad >= 0 {
 			t.Errorf("image after the boot: block %d, which no test writes, is not the host's: % x", bad, b[bad*pattern.BlockSize:bad*pattern.BlockSize+32])
 		}
 	}
-	if passed == 0 && len(args) == 0 {
-		t.Errorf("no TestNVMeIntegrity mode passed in the guest, so the image check proves nothing")
+	if written == 0 && len(args) == 0 {
+		t.Errorf("no guest subtest that writes the nvme passed, so the image check proves nothing")
 	}
-	t.Logf("nvme image: %d modes' writes found where they belong, the rest of the %d MiB untouched", passed, pattern.ImageSize>>20)
+	t.Logf("nvme image: %d of %d slots hold their subtest's data, the rest of the %d MiB untouched", written, len(pattern.Slots), pattern.ImageSize>>20)
 }

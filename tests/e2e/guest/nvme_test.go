@@ -1,8 +1,8 @@
 package guest
 
 import (
-	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -42,12 +42,14 @@ func openNVMe(t *testing.T, m mode, opts *nvme.Options) (*nvme.Controller, *nvme
 
 // TestNVMeDriver: in every mode, polled and with MSI-X, the userspace
 // driver identifies the QEMU controller, writes and reads back transfers
-// of one block, two pages and a PRP list, flushes, and refuses bad input
-// before the controller sees it.
+// of one block, two pages, a PRP list and the largest, alternating between
+// its two I/O queues, each with data and blocks of its own (the host finds
+// them after power-off), flushes, and refuses bad input before the
+// controller sees it.
 func TestNVMeDriver(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		for _, irq := range []bool{false, true} {
-			t.Run(map[bool]string{false: "polled", true: "msix"}[irq], func(t *testing.T) { nvmeDriver(t, m, irq) })
+		for i, irq := range []bool{false, true} {
+			t.Run(pattern.Completions[i], func(t *testing.T) { nvmeDriver(t, m, irq) })
 		}
 	})
 }
@@ -64,25 +66,26 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	if ns.Info.BlockSize != 512 || ns.Info.Bytes() != pattern.ImageSize {
 		t.Errorf("namespace 1: %+v, want 512-byte blocks, %d bytes", ns.Info, pattern.ImageSize)
 	}
-	for _, size := range []int{512, 8192, 64 << 10, c.MaxTransfer()} {
+	if largest := pattern.DriverSizes[len(pattern.DriverSizes)-1]; c.MaxTransfer() != largest {
+		t.Fatalf("the controller transfers at most %d bytes a command; the slots are laid out for QEMU's %d", c.MaxTransfer(), largest)
+	}
+	for i, size := range pattern.DriverSizes {
+		slot := pattern.Find(t.Name(), fmt.Sprintf("%d bytes", size))
 		w, err := c.AllocBuffer(size)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r, _ := c.AllocBuffer(size)
-		for i := range w.Bytes() {
-			w.Bytes()[i] = byte(i*7 + size)
+		slot.Guest(w.Bytes()[:size], slot.First)
+		q := c.Queue(i % 2)
+		if err := ns.Write(q, slot.First, w); err != nil {
+			t.Fatalf("write %d bytes on queue %d: %v", size, i%2, err)
 		}
-		lba := uint64(pattern.ScratchStart + size/512)
-		q := c.Queue(size % 2)
-		if err := ns.Write(q, lba, w); err != nil {
-			t.Fatalf("write %d bytes (irq %v): %v", size, irq, err)
+		if err := ns.Read(q, slot.First, r); err != nil {
+			t.Fatalf("read %d bytes on queue %d: %v", size, i%2, err)
 		}
-		if err := ns.Read(q, lba, r); err != nil {
-			t.Fatalf("read %d bytes (irq %v): %v", size, irq, err)
-		}
-		if !bytes.Equal(w.Bytes()[:size], r.Bytes()[:size]) {
-			t.Errorf("%d bytes (irq %v): read back differs", size, irq)
+		if bad := pattern.Mismatch(r.Bytes()[:size], slot.First, slot.Guest); bad >= 0 {
+			t.Errorf("%d bytes on queue %d: block %d read back is not what was written", size, i%2, bad)
 		}
 		c.FreeBuffer(w)
 		c.FreeBuffer(r)
@@ -151,67 +154,63 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 }
 
 // TestNVMeIntegrity: the host filled the nvme's image with its pattern
-// before the boot. In every mode the driver reads blocks across the disk
-// (single pages, PRP lists, the largest transfer) and finds exactly the
-// host's bytes; it writes the guest pattern into the mode's slot and reads
-// it back. After shutdown the host test checks the image: the slots of
-// the modes that passed hold the guest pattern, and every other block
-// outside the scratch area still holds the host's.
+// before the boot. In every mode, polled and with MSI-X, on each of two I/O
+// queues, the driver reads blocks across the disk (single pages, PRP lists,
+// the largest transfer) and finds exactly the host's bytes; it writes its
+// own slot's data and reads it back. After shutdown the host test checks
+// the image: the slots of the subtests that passed hold their data, and
+// every other block outside the scratch area still holds the host's.
 func TestNVMeIntegrity(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		c, ns := openNVMe(t, m, nil)
-		q := c.Queue(0)
-		if ns.Info.Blocks != pattern.Blocks || ns.Info.BlockSize != pattern.BlockSize {
-			t.Fatalf("namespace %+v, want %d blocks of %d bytes", ns.Info, pattern.Blocks, pattern.BlockSize)
-		}
-		check := func(lba uint64, buf nvme.Buffer, want func([]byte, uint64), what string) {
-			t.Helper()
-			if err := ns.Read(q, lba, buf); err != nil {
-				t.Fatalf("read %d bytes at block %d: %v", buf.Len(), lba, err)
-			}
-			if bad := pattern.Mismatch(buf.Bytes(), lba, want); bad >= 0 {
-				t.Fatalf("reading %d bytes at block %d: block %d is not %s", buf.Len(), lba, bad, what)
-			}
-		}
-		page, _ := c.AllocBuffer(4096)
-		big, err := c.AllocBuffer(c.MaxTransfer())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.FreeBuffer(page)
-		defer c.FreeBuffer(big)
-		for i := uint64(0); i < 64; i++ {
-			lba := i * (pattern.WriteStart / 64) / 8 * 8
-			check(lba+i%8, page, pattern.Host, "the host's") // unaligned to pages on the disk too
-		}
-		check(pattern.WriteStart-uint64(big.Len()/pattern.BlockSize), big, pattern.Host, "the host's")
-
-		slot := pattern.Slot(m.name)
-		first := uint64(pattern.WriteStart + slot*pattern.SlotBlocks)
-		w, _ := c.AllocBuffer(pattern.SlotBlocks * pattern.BlockSize)
-		defer c.FreeBuffer(w)
-		check(first, w, pattern.Host, "the host's (before this mode writes)")
-		pattern.Guest(w.Bytes(), first, slot)
-		if err := ns.Write(q, first, w); err != nil {
-			t.Fatal(err)
-		}
-		if err := ns.Flush(q); err != nil {
-			t.Fatal(err)
-		}
-		clear(w.Bytes())
-		check(first, w, func(b []byte, blk uint64) { pattern.Guest(b, blk, slot) }, "the guest's just written")
-		check(first-8, page, func(b []byte, blk uint64) {
-			if blk < first {
-				if slot == 0 {
-					pattern.Host(b, blk)
-				} else {
-					pattern.Guest(b, blk, slot-1)
+		for i, irq := range []bool{false, true} {
+			t.Run(pattern.Completions[i], func(t *testing.T) {
+				c, ns := openNVMe(t, m, &nvme.Options{Queues: 2, Interrupts: irq})
+				if ns.Info.Blocks != pattern.Blocks || ns.Info.BlockSize != pattern.BlockSize {
+					t.Fatalf("namespace %+v, want %d blocks of %d bytes", ns.Info, pattern.Blocks, pattern.BlockSize)
 				}
-			} else {
-				pattern.Guest(b, blk, slot)
-			}
-		}, "the previous slot's, then this one's")
+				for q := 0; q < 2; q++ {
+					nvmeIntegrity(t, c, ns, c.Queue(q), pattern.Find(t.Name(), fmt.Sprintf("q%d", q)))
+				}
+			})
+		}
 	})
+}
+
+func nvmeIntegrity(t *testing.T, c *nvme.Controller, ns *nvme.Namespace, q *nvme.QueuePair, slot pattern.Slot) {
+	check := func(lba uint64, buf nvme.Buffer, want func([]byte, uint64), what string) {
+		t.Helper()
+		if err := ns.Read(q, lba, buf); err != nil {
+			t.Fatalf("%s: read %d bytes at block %d: %v", slot.Part, buf.Len(), lba, err)
+		}
+		if bad := pattern.Mismatch(buf.Bytes(), lba, want); bad >= 0 {
+			t.Fatalf("%s: reading %d bytes at block %d: block %d is not %s", slot.Part, buf.Len(), lba, bad, what)
+		}
+	}
+	page, _ := c.AllocBuffer(4096)
+	big, err := c.AllocBuffer(c.MaxTransfer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.FreeBuffer(page)
+	defer c.FreeBuffer(big)
+	for i := uint64(0); i < 64; i++ {
+		lba := i * (pattern.SlotStart / 64) / 8 * 8
+		check(lba+i%8, page, pattern.Host, "the host's") // unaligned to pages on the disk too
+	}
+	check(pattern.SlotStart-uint64(big.Len()/pattern.BlockSize), big, pattern.Host, "the host's")
+
+	w, _ := c.AllocBuffer(int(slot.Blocks) * pattern.BlockSize)
+	defer c.FreeBuffer(w)
+	check(slot.First, w, pattern.Host, "the host's (before this subtest writes)")
+	slot.Guest(w.Bytes(), slot.First)
+	if err := ns.Write(q, slot.First, w); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Flush(q); err != nil {
+		t.Fatal(err)
+	}
+	clear(w.Bytes())
+	check(slot.First, w, slot.Guest, "the slot's just written")
 }
 
 // TestNVMeFatalAndReset: with bus mastering turned off behind the
