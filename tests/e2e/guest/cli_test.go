@@ -304,9 +304,7 @@ func TestCLIUnbindBusy(t *testing.T) {
 // bind --group takes all three (ahci has no disk attached, so nothing is in
 // use), and restore gives the SATA controller back to ahci.
 func TestCLIBindGroup(t *testing.T) {
-	if Profile != "intel" {
-		t.Skip("the ICH9 functions share a group only under intel-iommu")
-	}
+	requireICH9Group(t)
 	out := mustExit(t, 0, "bind", "--group", "--json", "0000:00:1f.0")
 	var bound []struct {
 		Address  string `json:"address"`
