@@ -68,26 +68,36 @@ func (p Profile) arch() string {
 	return p.Arch
 }
 
+// eduFullMask lets edu address all 64 bits (its default mask is 28): the
+// isolation test aims a DMA at an IOVA equal to a RAM page's physical
+// address, which lies above 256 MiB, to show that an IOMMU letting it
+// through untranslated would have reached that page. The tests' own
+// mappings stay below 28 bits.
+const eduFullMask = ",dma_mask=0xffffffffffffffff"
+
 // Profiles are the vIOMMUs the e2e suite runs under.
 var Profiles = map[string]Profile{
 	"intel": {
-		Name:    "intel",
-		Machine: "q35,kernel-irqchip=split",
-		IOMMU:   []string{"-device", "intel-iommu,intremap=on"},
-		Cmdline: "intel_iommu=on",
+		Name:       "intel",
+		Machine:    "q35,kernel-irqchip=split",
+		IOMMU:      []string{"-device", "intel-iommu,intremap=on"},
+		Cmdline:    "intel_iommu=on",
+		EduOptions: eduFullMask,
 	},
 	"amd": {
 		Name:          "amd",
 		Machine:       "q35,kernel-irqchip=split",
 		IOMMU:         []string{"-device", "amd-iommu,intremap=on"},
 		NVMeOnRootBus: true,
+		EduOptions:    eduFullMask,
 	},
 	"virtio": {
 		Name:    "virtio",
 		Machine: "q35",
 		IOMMU:   []string{"-device", "virtio-iommu-pci"},
 		// virtio-iommu has no interrupt remapping: VFIO refuses it unless told.
-		Cmdline: "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1",
+		Cmdline:    "vfio_iommu_type1.allow_unsafe_interrupts=1 iommufd.allow_unsafe_interrupts=1",
+		EduOptions: eduFullMask,
 	},
 	// arm64 (QEMU virt, GICv3 with its ITS for MSIs) with an SMMUv3. The
 	// edus are its only devices.
@@ -95,7 +105,7 @@ var Profiles = map[string]Profile{
 		Name:    "smmuv3",
 		Arch:    "arm64",
 		Machine: "virt,iommu=smmuv3,gic-version=3",
-		Devices: []string{"-device", "edu,addr=0x3", "-device", "edu,addr=0x6"},
+		Devices: []string{"-device", "edu,addr=0x3" + eduFullMask, "-device", "edu,addr=0x6" + eduFullMask},
 	},
 	// ppc64le pSeries (POWER9) and its SPAPR TCE IOMMU: each edu on a PCI
 	// host bridge of its own, so each is alone in its group (on the
@@ -119,7 +129,7 @@ var Profiles = map[string]Profile{
 		Name:       "noiommu",
 		Machine:    "q35",
 		Cmdline:    "vfio.enable_unsafe_noiommu_mode=1",
-		EduOptions: ",dma_mask=0xffffffffffffffff",
+		EduOptions: eduFullMask,
 	},
 }
 

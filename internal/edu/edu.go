@@ -3,6 +3,7 @@
 package edu
 
 import (
+	"crypto/rand"
 	"fmt"
 	"math/bits"
 	"time"
@@ -141,11 +142,12 @@ func (e *Edu) Roundtrip(buf *dma.Buffer, iova uint64, n int) error {
 	if buf.Len() < 8192 || n > MaxDMA || n > 4096 {
 		return fmt.Errorf("edu: roundtrip needs a 2-page buffer and at most %d bytes", MaxDMA)
 	}
+	// Fresh random bytes each call: edu's buffer keeps what an earlier
+	// round trip left there, so a fixed pattern would come back even if
+	// this call's RAM-to-device DMA never happened.
 	src, dst := buf.Bytes()[:n], buf.Bytes()[4096:4096+n]
-	for i := range src {
-		src[i] = byte(i*7 + 3)
-		dst[i] = 0
-	}
+	rand.Read(src)
+	clear(dst)
 	if err := e.DMA(iova, Buffer, uint64(n), 0); err != nil {
 		return err
 	}
