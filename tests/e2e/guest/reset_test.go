@@ -261,6 +261,7 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer h.Close()
 	deps, err := h.Device.HotResetInfo()
 	if err != nil {
 		t.Fatal(err)
@@ -272,10 +273,15 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 	if len(deps) != 2 || ids[pair[0]] != h.DevID || ids[pair[1]] != 0 || !deps[0].DevIDSet {
 		t.Errorf("cdev hot reset info %+v: want %s as device id %d and %s owned through the group (0)", deps, pair[0], h.DevID, pair[1])
 	}
-	if err := h.HotReset(); err != nil {
-		t.Fatalf("cdev hot reset of the shared bus: %v", err)
+	// The second device joins the iommufd, so its state can be set and
+	// read (both stay open: closing the last device of a bus lets
+	// vfio-pci reset the bus itself, which would hide whether ours did).
+	h2, err := vfio.Open(pair[1], &vfio.Options{Join: h})
+	if err != nil {
+		t.Fatal(err)
 	}
-	h.Close()
+	defer h2.Close()
+	observeBusReset(t, h.HotReset, h.Device, h2.Device)
 }
 
 func hotResetSharedBusGroup(t *testing.T, pair []string) {
@@ -284,10 +290,17 @@ func hotResetSharedBusGroup(t *testing.T, pair []string) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	expect(t, "group-path hot reset without the group fd", g.Device.HotReset(), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
-	if err := g.HotReset(); err != nil {
-		t.Errorf("group-path hot reset of the shared bus: %v", err)
+	g2, err := vfio.Open(pair[1], &vfio.Options{Join: g})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer g2.Close()
+	armTestdev(t, g.Device)
+	expect(t, "group-path hot reset without the group fd", g.Device.HotReset(), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
+	if got := testdevState(t, g.Device); got == 0 {
+		t.Errorf("the refused hot reset reset %s all the same", pair[0])
+	}
+	observeBusReset(t, g.HotReset, g.Device, g2.Device)
 
 	edu := eduAddr(t)
 	e, err := vfio.Open(edu, &vfio.Options{Backend: vfio.Legacy})
@@ -296,6 +309,60 @@ func hotResetSharedBusGroup(t *testing.T, pair []string) {
 	}
 	defer e.Close()
 	expect(t, "hot reset on the root bus", e.HotReset(), unix.ENODEV, "no bus or slot reset")
+}
+
+// armTestdev gives a pci-testdev state that only a reset clears: it
+// selects test 0 (a write of 0 to BAR0's test register), after which BAR0
+// reads back that test's header, its name from byte 16 on; after a reset
+// (QEMU's pci_testdev_reset) nothing is selected and every byte reads 0.
+// The PCI command register would not show a bus reset: the kernel saves
+// and restores config space around it.
+func armTestdev(t *testing.T, d *vfio.Device) {
+	t.Helper()
+	bar, err := d.Region(vfio.BAR0Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bar.WriteAt([]byte{0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if testdevState(t, d) == 0 {
+		t.Fatalf("%s: BAR0 reads 0 after selecting test 0: the test header is not there", d.Name())
+	}
+}
+
+// testdevState is a pci-testdev's BAR0 bytes 16-19 (the selected test's
+// name), 0 when no test is selected.
+func testdevState(t *testing.T, d *vfio.Device) uint32 {
+	t.Helper()
+	bar, err := d.Region(vfio.BAR0Region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 4)
+	for i := range b { // the device answers one byte at a time
+		if _, err := bar.ReadAt(b[i:i+1], int64(16+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// observeBusReset arms both devices of the bus, resets through reset, and
+// requires both to have lost their state: the reset reached the whole bus.
+func observeBusReset(t *testing.T, reset func() error, devs ...*vfio.Device) {
+	t.Helper()
+	for _, d := range devs {
+		armTestdev(t, d)
+	}
+	if err := reset(); err != nil {
+		t.Fatalf("hot reset of the shared bus: %v", err)
+	}
+	for _, d := range devs {
+		if got := testdevState(t, d); got != 0 {
+			t.Errorf("%s after the hot reset of its bus: BAR0 still reads %#x, the selected test's name; want 0 (reset)", d.Name(), got)
+		}
+	}
 }
 
 // TestHotResetE1000e: the e1000e sits alone behind its root port under

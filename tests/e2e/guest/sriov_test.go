@@ -83,6 +83,33 @@ func TestSRIOV(t *testing.T) {
 	if out := mustExit(t, 0, "info", vf, "--vf-token", token.String()); !strings.Contains(out, "virtual function of "+pf) {
 		t.Errorf("info of the VF does not name its PF:\n%s", out)
 	}
+	// A bus reset of the PF would reset its VFs too, which sit in IOMMU
+	// groups of their own that this process has not opened: Handle.HotReset
+	// refuses before asking the kernel, naming each, and the kernel refuses
+	// the same reset given only the PF's group (EINVAL).
+	for _, v := range d.VirtFns {
+		for end := time.Now().Add(5 * time.Second); sysfsDriver(v) != pci.VFIODriver; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("VF %s driver %q: vfio-pci did not take it", v, sysfsDriver(v))
+			}
+		}
+	}
+	deps, err := h.Device.HotResetInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	affected := map[string]bool{}
+	for _, dep := range deps {
+		affected[dep.Address()] = true
+	}
+	for _, v := range append([]string{pf}, d.VirtFns...) {
+		if !affected[v] {
+			t.Errorf("hot reset info of the PF %+v lacks %s", deps, v)
+		}
+	}
+	expect(t, "hot reset of the PF with its VFs not open", h.HotReset(), unix.EPERM, append(d.VirtFns, "not open here")...)
+	expect(t, "the kernel's hot reset of the PF given only its group", h.Device.HotReset(h.Group), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
+
 	wrong, _ := vfio.NewVFToken()
 	for _, m := range modes[:5] { // the group modes
 		t.Run(m.name, func(t *testing.T) {
