@@ -231,3 +231,132 @@ func TestDevicePluginCommand(t *testing.T) {
 		t.Errorf("after SIGTERM: %v", err)
 	}
 }
+
+// scan is what the plugin's sysfs source reports for a resource, by address.
+func scan(t *testing.T, res plugin.Resource) map[string]plugin.State {
+	t.Helper()
+	src := &plugin.SysfsSource{Resource: res}
+	states, err := src.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]plugin.State{}
+	for _, s := range states {
+		out[s.Address] = s
+	}
+	return out
+}
+
+// unhealthyFor requires every address to be reported Unhealthy with a
+// reason that says all of words.
+func unhealthyFor(t *testing.T, states map[string]plugin.State, addrs []string, words ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		s, ok := states[a]
+		if !ok {
+			t.Errorf("%s is not reported at all: %+v", a, states)
+			continue
+		}
+		if s.Healthy {
+			t.Errorf("%s reported Healthy, want Unhealthy saying %q", a, words)
+		}
+		for _, w := range words {
+			if !strings.Contains(s.Why, w) {
+				t.Errorf("%s Unhealthy because %q, want it to say %q", a, s.Why, w)
+			}
+		}
+	}
+}
+
+// TestPluginOffersWholeViableGroups: the plugin offers only a device alone
+// in a viable group. The two pci-testdevs behind the PCIe-to-PCI bridge,
+// both on vfio-pci, share one group: both Unhealthy, saying so, and the
+// kubelet sees them so. Under intel-iommu, q35's ICH9 functions share a
+// group too; once the SATA function goes back to ahci that group is not
+// viable, and the LPC function is Unhealthy for that reason, naming ahci.
+func TestPluginOffersWholeViableGroups(t *testing.T) {
+	res, err := plugin.ParseResource("vfioctl.dev/testdev=1b36:0005")
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := pci.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pair []string
+	for _, d := range devs {
+		if d.Vendor == 0x1b36 && d.Device == 0x0005 {
+			if d.IOMMUGroup < 0 {
+				if os.Getenv("VFIOCTL_PROFILE") != "virtio" {
+					t.Fatalf("pci-testdev %s has no IOMMU group; only virtio-iommu (QEMU 7.2) leaves the bridge's devices untranslated", d.Address)
+				}
+				t.Skipf("pci-testdev %s has no IOMMU group under virtio-iommu (QEMU 7.2): vfio-pci cannot take it", d.Address)
+			}
+			pair = append(pair, d.Address)
+		}
+	}
+	if len(pair) != 2 {
+		t.Fatalf("want two pci-testdevs behind the bridge, found %v", pair)
+	}
+	if _, err := pci.Bind(pair[0], pci.BindOptions{Group: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, a := range pair {
+			if _, err := pci.Unbind(a); err != nil {
+				t.Errorf("unbind %s: %v", a, err)
+			}
+		}
+	}()
+	unhealthyFor(t, scan(t, res), pair, "shares IOMMU group")
+
+	dir := t.TempDir()
+	k := kubelettest.Start(t, dir)
+	defer k.Stop()
+	p := &plugin.Plugin{Resource: res, CDIDir: t.TempDir(), Dir: dir, Interval: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	k.Registration()
+	k.WaitFor(map[string]string{pair[0]: api.Unhealthy, pair[1]: api.Unhealthy})
+	if _, err := k.Allocate(pair[0]); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("allocating a device that shares its group: %v, want FailedPrecondition", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+
+	const lpc, sata = "0000:00:1f.0", "0000:00:1f.2"
+	l, _ := pci.Get(lpc)
+	s, _ := pci.Get(sata)
+	if l == nil || s == nil || l.IOMMUGroup < 0 || l.IOMMUGroup != s.IOMMUGroup {
+		if os.Getenv("VFIOCTL_PROFILE") == "intel" {
+			t.Fatalf("under intel-iommu the ICH9 functions share a group: %+v, %+v", l, s)
+		}
+		t.Logf("the ICH9 functions do not share a group here: the viability half runs under intel-iommu")
+		return
+	}
+	if _, err := pci.Bind(lpc, pci.BindOptions{Group: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pci.Restore(sata); err != nil { // ahci takes it back: the group is not viable
+		t.Fatal(err)
+	}
+	defer func() {
+		g, _ := pci.GetGroup(l.IOMMUGroup)
+		for _, m := range g.Devices {
+			if d, _ := pci.Get(m); d != nil && d.Driver == pci.VFIODriver {
+				if _, err := pci.Restore(m); err != nil {
+					t.Errorf("restore %s: %v", m, err)
+				}
+			}
+		}
+	}()
+	lpcRes, err := plugin.ParseResource(fmt.Sprintf("vfioctl.dev/lpc=%04x:%04x", l.Vendor, l.Device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unhealthyFor(t, scan(t, lpcRes), []string{lpc}, "is not viable", sata+" on ahci")
+}
