@@ -16,7 +16,7 @@
 SHELL := /bin/bash
 GO ?= go
 DEBS := qemu-system-x86 linux-source-6.12 linux-source-6.1 busybox-static bc flex bison libelf-dev \
-        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux zsh fish gcc-powerpc64le-linux-gnu \
+        libssl-dev cpio xz-utils gcc make pciutils e2fsprogs util-linux systemd udev zsh fish gcc-powerpc64le-linux-gnu \
         gcc-aarch64-linux-gnu qemu-system-arm qemu-system-ppc
 # Lint tools run from their own modules, so they never enter the library's
 # module graph (an importer of vfioctl does not inherit them).

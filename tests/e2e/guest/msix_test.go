@@ -83,4 +83,39 @@ func TestE1000eMSIX(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("e1000e: %d MSI-X vectors, table in BAR%d (%#x bytes, msix-mappable)", vectors, tableBIR, bar.Size)
+
+	// The device raises one itself: its Interrupt Cause Set register sets
+	// the RxQ0 cause, which IVAR routes to vector 0; vector 1 stays quiet.
+	const (
+		ics, ims, imc, ivar = 0xc8, 0xd0, 0xd8, 0xe4
+		rxq0                = 1 << 20 // E1000_ICR_RXQ0
+		ivarRxQ0Vector0     = 0x8     // RxQ0 entry: vector 0, valid
+	)
+	_, regs := mapBAR0(t, h, 4096) // bus mastering on: an MSI-X message is a write
+	regs.Store32(imc, ^uint32(0))
+	evs := make([]*vfio.Eventfd, 2)
+	for i := range evs {
+		if evs[i], err = vfio.NewEventfd(); err != nil {
+			t.Fatal(err)
+		}
+		defer evs[i].Close()
+	}
+	if err := h.Device.SetEventfds(vfio.MSIXIRQ, 0, evs...); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Device.DisableIRQ(vfio.MSIXIRQ)
+	regs.Store32(ivar, ivarRxQ0Vector0)
+	regs.Store32(ims, rxq0)
+	if n, _ := evs[0].Wait(100 * time.Millisecond); n != 0 {
+		t.Fatalf("vector 0 fired before the device was told to raise it")
+	}
+	regs.Store32(ics, rxq0)
+	if n, err := evs[0].Wait(2 * time.Second); n == 0 {
+		t.Fatalf("the e1000e set its RxQ0 cause (ICS), routed to MSI-X vector 0, but vector 0's eventfd did not fire (%v)", err)
+	}
+	if n, _ := evs[1].Wait(100 * time.Millisecond); n != 0 {
+		t.Errorf("vector 1 fired, though IVAR routes nothing to it")
+	}
+	regs.Store32(imc, ^uint32(0))
+	t.Log("e1000e raised MSI-X vector 0 itself (ICS RxQ0, IVAR to vector 0)")
 }
