@@ -38,7 +38,7 @@ func (m *MMIO) access(off, width uintptr, fn func(p unsafe.Pointer)) {
 	if m.mem == nil {
 		panic(&vfioerr.OpError{Op: "MMIO access", Object: m.name, Err: vfioerr.ErrClosed})
 	}
-	if off%width != 0 || off+width > uintptr(len(m.mem)) || off+width < off {
+	if off%width != 0 || !within(uint64(off), uint64(width), uint64(len(m.mem))) {
 		panic(fmt.Sprintf("vfio: MMIO access of %d bytes at %#x outside the %#x-byte mapping of %s or unaligned", width, off, len(m.mem), m.name))
 	}
 	fn(unsafe.Pointer(&m.mem[off]))

@@ -103,8 +103,12 @@ func (d *Device) Regions() ([]*Region, error) {
 	return out, nil
 }
 
+// within reports whether [off, off+n) lies inside [0, size), compared
+// without a sum that could wrap.
+func within(off, n, size uint64) bool { return n <= size && off <= size-n }
+
 func (r *Region) check(op string, off int64, n int) error {
-	if off < 0 || uint64(off)+uint64(n) > r.Size {
+	if off < 0 || n < 0 || !within(uint64(off), uint64(n), r.Size) {
 		return &vfioerr.OpError{Op: op, Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n), Err: unix.EINVAL,
 			Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
 	}
@@ -158,7 +162,7 @@ func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
 	if !r.Mappable() {
 		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EINVAL, Hint: "region is not mmap-able; use ReadAt/WriteAt"}
 	}
-	if size == 0 || off+size > r.Size || off+size < off {
+	if size == 0 || !within(off, size, r.Size) {
 		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: unix.EINVAL, Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
 	}
 	prot := 0
