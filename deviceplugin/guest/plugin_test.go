@@ -5,6 +5,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -348,7 +349,11 @@ func TestPluginOffersWholeViableGroups(t *testing.T) {
 		g, _ := pci.GetGroup(l.IOMMUGroup)
 		for _, m := range g.Devices {
 			if d, _ := pci.Get(m); d != nil && d.Driver == pci.VFIODriver {
-				if _, err := pci.Restore(m); err != nil {
+				_, err := pci.Restore(m)
+				if errors.Is(err, pci.ErrNoRecord) { // it had no driver before
+					_, err = pci.Unbind(m)
+				}
+				if err != nil {
 					t.Errorf("restore %s: %v", m, err)
 				}
 			}

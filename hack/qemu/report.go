@@ -109,23 +109,39 @@ func GoTests(out string) []GoTest {
 
 // subtests lists the results of gt's subtests, from the "--- PASS: X/y"
 // lines inside its output.
-// A skipped subtest's Output is its reason: the line after its result.
+// A skipped subtest's Output is its reason: the last line it logged
+// (go test -v streams a subtest's log under its "=== RUN" line and prints
+// the results of a test's subtests together after it).
 func subtests(gt GoTest) []GoTest {
 	var out []GoTest
-	lines := strings.Split(gt.Output, "\n")
-	for i, line := range lines {
+	logged := map[string]string{}
+	cur := ""
+	for _, line := range strings.Split(gt.Output, "\n") {
+		if name, ok := strings.CutPrefix(line, "=== RUN   "); ok {
+			cur = name
+			continue
+		}
+		if name, ok := strings.CutPrefix(line, "=== CONT  "); ok {
+			cur = name
+			continue
+		}
 		l := strings.TrimLeft(line, " ")
+		result := false
 		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
 			if rest, ok := strings.CutPrefix(l, "--- "+r+": "); ok && l != line {
+				result = true
 				name, _, _ := strings.Cut(rest, " ")
 				if strings.HasPrefix(name, gt.Name+"/") {
 					sub := GoTest{Name: name, Result: r}
-					if r == "SKIP" && i+1 < len(lines) {
-						sub.Output = strings.TrimSpace(lines[i+1])
+					if r == "SKIP" {
+						sub.Output = logged[name]
 					}
 					out = append(out, sub)
 				}
 			}
+		}
+		if !result && cur != "" && strings.TrimSpace(l) != "" {
+			logged[cur] = strings.TrimSpace(l)
 		}
 	}
 	return out

@@ -285,7 +285,7 @@ func TestEduIsolation(t *testing.T) {
 			if same := sameBytes(got, target.pattern); same > n/8 {
 				t.Fatalf("edu read from %s %#x: %d of %d bytes are the page's pattern: the IOMMU let the read through (% x)", target.what, target.iova, same, n, got)
 			}
-			t.Logf("read from %s %#x blocked: edu got %s", target.what, target.iova, describe(got, marker))
+			t.Logf("read from %s %#x blocked: edu got %s; report: %s", target.what, target.iova, describe(got, marker), orNoReport(log.fault(target.iova)))
 
 			// Write: the page must keep its pattern, whatever edu holds.
 			load(random(t, n))
