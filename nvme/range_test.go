@@ -35,6 +35,7 @@ func FuzzRangeChecks(f *testing.F) {
 	f.Add(uint64(131072), uint64(1)<<55, uint64(1)<<55, int64(-512), uint32(512))
 	f.Add(uint64(131072), uint64(131071), uint64(2), int64(1<<62), uint32(1<<20))
 	f.Add(uint64(1)<<60, uint64(0), uint64(1)<<59, int64(9223372036854775296), uint32(512))
+	f.Add(uint64(131072), uint64(0), uint64(1), int64(9223372036854775296), uint32(512)) // off+n wraps to negative
 	f.Fuzz(func(t *testing.T, blocks, lba, count uint64, off int64, n uint32) {
 		ns := rangeNamespace(blocks, 512, 7)
 		if o, m, err := ns.Span(lba, count); err == nil {
