@@ -70,7 +70,7 @@ func (p Profile) arch() string {
 
 // eduFullMask lets edu address all 64 bits (its default mask is 28): the
 // isolation test aims a DMA at an IOVA equal to a RAM page's physical
-// address, which lies above 256 MiB, to show that an IOMMU letting it
+// address, wherever the page lies, to show that an IOMMU letting it
 // through untranslated would have reached that page. The tests' own
 // mappings stay below 28 bits.
 const eduFullMask = ",dma_mask=0xffffffffffffffff"

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,7 +265,7 @@ func TestEduIsolation(t *testing.T) {
 		if err := e.Mapper.Unmap(uIOVA, page); err != nil {
 			t.Fatal(err)
 		}
-		bait, never := baitPage(t, e)
+		bait, never := baitPage(t, e, wIOVA, uIOVA)
 		bPattern := random(t, n)
 		copy(bait.Bytes(), bPattern)
 
@@ -356,10 +357,10 @@ func (k *kmsg) fault(iova uint64) string {
 }
 
 // baitPage allocates a page whose physical address, used as an IOVA, is
-// mapped nowhere: above every IOVA the test's allocator hands out (edu's
-// 28 bits) and inside the IOMMU's IOVA ranges. It returns the page and
+// mapped nowhere: inside the IOMMU's IOVA ranges and none of the IOVAs the
+// test has mapped in this address space (taken). It returns the page and
 // that address.
-func baitPage(t *testing.T, e *eduDev) (*dma.Buffer, uint64) {
+func baitPage(t *testing.T, e *eduDev, taken ...uint64) (*dma.Buffer, uint64) {
 	t.Helper()
 	ranges, err := e.Mapper.IOVARanges()
 	if err != nil {
@@ -375,7 +376,7 @@ func baitPage(t *testing.T, e *eduDev) (*dma.Buffer, uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pa > edu.DMAMask {
+		if !slices.Contains(taken, pa) {
 			for _, r := range ranges {
 				if pa >= r.Start && pa+page-1 <= r.Last {
 					t.Cleanup(func() { b.Close() })
@@ -385,7 +386,7 @@ func baitPage(t *testing.T, e *eduDev) (*dma.Buffer, uint64) {
 		}
 		defer b.Close()
 	}
-	t.Fatalf("no page above edu's 28 bits and inside the IOVA ranges %v in 64 tries", ranges)
+	t.Fatalf("no page whose physical address is inside the IOVA ranges %v and none of %#x, in 64 tries", ranges, taken)
 	return nil, 0
 }
 
