@@ -295,7 +295,7 @@ func (c *Container) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	if err != nil {
 		e := kernel.MapError("VFIO_IOMMU_MAP_DMA", c.fd.Name(), fmt.Sprintf("iova=%#x size=%#x", iova, len(mem)), err)
 		if t := c.IOMMU(); t.IsSPAPR() {
-			if h := spaprMapHint(t, err); h != "" {
+			if h := spaprMapHint(t, err, c.hasRegistrations()); h != "" {
 				e.(*vfioerr.OpError).Hint = h
 			}
 		}

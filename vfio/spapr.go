@@ -125,7 +125,7 @@ func (c *Container) Disable() error {
 // Registering the same memory twice is EBUSY, memory overlapping a
 // registration EINVAL.
 func (c *Container) RegisterMemory(mem []byte) error {
-	err := c.registration("VFIO_IOMMU_SPAPR_REGISTER_MEMORY", mem, uapi.IoctlVfioIommuSpaprRegisterMemory)
+	err := c.registration(opRegister, mem)
 	if err == nil {
 		c.spapr.mu.Lock()
 		c.spapr.registered = append(c.spapr.registered, memRange(mem))
@@ -139,7 +139,7 @@ func (c *Container) RegisterMemory(mem []byte) error {
 // while the memory is mapped, forgets the registration and keeps the
 // pages pinned until the mappings go.
 func (c *Container) UnregisterMemory(mem []byte) error {
-	err := c.registration("VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY", mem, uapi.IoctlVfioIommuSpaprUnregisterMemory)
+	err := c.registration(opUnregister, mem)
 	if err == nil {
 		r := memRange(mem)
 		c.spapr.mu.Lock()
@@ -155,6 +155,14 @@ func memRange(mem []byte) dma.Range {
 	return dma.Range{Start: p, Last: p + uint64(len(mem)) - 1}
 }
 
+// hasRegistrations reports whether this process registered memory with
+// the container (RegisterMemory) that it has not unregistered.
+func (c *Container) hasRegistrations() bool {
+	c.spapr.mu.Lock()
+	defer c.spapr.mu.Unlock()
+	return len(c.spapr.registered) > 0
+}
+
 // registeredCovers: a RegisterMemory of this container holds [start, last].
 func (c *Container) registeredCovers(start, last uint64) bool {
 	c.spapr.mu.Lock()
@@ -167,21 +175,36 @@ func (c *Container) registeredCovers(start, last uint64) bool {
 	return false
 }
 
-func (c *Container) registration(op string, mem []byte, fn func(int, *uapi.VfioIommuSpaprRegisterMemory) error) error {
+func (c *Container) registration(op string, mem []byte) error {
 	if err := c.requireModel(op, SPAPRTCEv2); err != nil {
 		return err
 	}
 	if len(mem) == 0 {
 		return &vfioerr.OpError{Op: op, Object: c.fd.Name(), Err: unix.EINVAL, Hint: "empty buffer"}
 	}
-	return c.registerRange(op, memRange(mem).Start, uint64(len(mem)), fn, mem)
+	return c.registerRange(op, memRange(mem).Start, uint64(len(mem)), mem)
 }
 
-// registerRange issues a (un)registration of [vaddr, vaddr+size); keep is
-// the memory, kept alive across the call.
-func (c *Container) registerRange(op string, vaddr, size uint64, fn func(int, *uapi.VfioIommuSpaprRegisterMemory) error, keep []byte) error {
+// The two registration requests registerRange issues.
+const (
+	opRegister   = "VFIO_IOMMU_SPAPR_REGISTER_MEMORY"
+	opUnregister = "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY"
+)
+
+// registerRange issues op (opRegister or opUnregister) for [vaddr,
+// vaddr+size); keep is the memory, kept alive across the call. The uapi
+// helper is called directly, not through a function value: the compiler
+// then keeps the request on the stack (through a function value it moved
+// it to the heap under -d=checkptr, an allocation per call on the
+// SPAPRMapper's map/unmap path).
+func (c *Container) registerRange(op string, vaddr, size uint64, keep []byte) error {
 	r := uapi.VfioIommuSpaprRegisterMemory{Vaddr: vaddr, Size: size}
-	err := c.fd.Do(func(fd int) error { return fn(fd, &r) })
+	err := c.fd.Do(func(fd int) error {
+		if op == opRegister {
+			return uapi.IoctlVfioIommuSpaprRegisterMemory(fd, &r)
+		}
+		return uapi.IoctlVfioIommuSpaprUnregisterMemory(fd, &r)
+	})
 	runtime.KeepAlive(keep)
 	if err == nil {
 		return nil
@@ -190,7 +213,7 @@ func (c *Container) registerRange(op string, vaddr, size uint64, fn func(int, *u
 	switch {
 	case errors.Is(err, unix.EINVAL):
 		e.Hint = fmt.Sprintf("the memory must be whole %d-byte system pages, and not overlap a registration", unix.Getpagesize())
-	case errors.Is(err, unix.EBUSY) && op == "VFIO_IOMMU_SPAPR_REGISTER_MEMORY":
+	case errors.Is(err, unix.EBUSY) && op == opRegister:
 		e.Hint = "already registered on this container"
 	case errors.Is(err, unix.EBUSY):
 		e.Hint = "still mapped: unmap it first"
@@ -354,8 +377,9 @@ func positiveRefusal(r int, err error) error {
 	return err
 }
 
-// spaprMapHint explains a failed map on a SPAPR container.
-func spaprMapHint(t IOMMUType, err error) string {
+// spaprMapHint explains a failed map on a SPAPR container, given whether
+// it holds a registration (RegisterMemory) of this process.
+func spaprMapHint(t IOMMUType, err error, registered bool) string {
 	switch {
 	case errors.Is(err, errTCEParam):
 		return tceParamHint
@@ -363,8 +387,10 @@ func spaprMapHint(t IOMMUType, err error) string {
 		return "the iova is outside every DMA window (see Windows)"
 	case errors.Is(err, unix.ENOMEM):
 		return "pinning, or the window's TCE table the first map creates (8 bytes per TCE: 2 MiB for 1 GiB of 4 KiB pages), would exceed RLIMIT_MEMLOCK: raise it (ulimit -l)"
-	case errors.Is(err, unix.EPERM) && t == SPAPRTCEv2:
+	case errors.Is(err, unix.EPERM) && t == SPAPRTCEv2 && !registered:
 		return "nothing is registered yet: a v2 container maps only registered memory (RegisterMemory, or the Mapper of SPAPRMapper)"
+	case errors.Is(err, unix.EPERM) && t == SPAPRTCEv2:
+		return "the memory is registered, so the kernel refused the container itself: " + spaprOtherMM + "; or, on pSeries, a second group attached to it refuses the window the first map creates (each PE has DMA windows of its own: one group per container)"
 	case errors.Is(err, unix.EPERM):
 		return "the v1 container is not enabled (Enable)"
 	case errors.Is(err, unix.EINVAL) && t == SPAPRTCEv2:

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -70,14 +69,14 @@ func (m *SPAPRMapper) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	// translate to pages freed since (a registration pins its pages).
 	owner := false
 	if !m.registered(regStart, regLen) && !m.c.registeredCovers(vaddr, vaddr+uint64(len(mem))-1) {
-		if err := m.c.registerRange("VFIO_IOMMU_SPAPR_REGISTER_MEMORY", regStart, regLen, uapi.IoctlVfioIommuSpaprRegisterMemory, mem); err != nil {
+		if err := m.c.registerRange(opRegister, regStart, regLen, mem); err != nil {
 			return err
 		}
 		owner = true
 	}
 	if err := m.c.Map(iova, mem, perm); err != nil {
 		if owner {
-			m.c.registerRange("VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY", regStart, regLen, uapi.IoctlVfioIommuSpaprUnregisterMemory, mem)
+			m.c.registerRange(opUnregister, regStart, regLen, mem)
 		}
 		return err
 	}
@@ -136,7 +135,7 @@ func (m *SPAPRMapper) release(done spaprMapping) error {
 			return nil
 		}
 	}
-	return m.c.registerRange("VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY", done.regStart, done.regLen, uapi.IoctlVfioIommuSpaprUnregisterMemory, nil)
+	return m.c.registerRange(opUnregister, done.regStart, done.regLen, nil)
 }
 
 // UnmapAll clears every window and unregisters what this mapper

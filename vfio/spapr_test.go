@@ -2,6 +2,7 @@ package vfio
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -21,8 +22,16 @@ func TestPositiveRefusal(t *testing.T) {
 	if err := positiveRefusal(-1, unix.ENXIO); err != unix.ENXIO {
 		t.Fatalf("errno: %v", err)
 	}
-	if got := spaprMapHint(SPAPRTCEv2, errTCEParam); got != tceParamHint {
+	if got := spaprMapHint(SPAPRTCEv2, errTCEParam, false); got != tceParamHint {
 		t.Fatalf("hint %q", got)
+	}
+	// EPERM from a v2 map: nothing registered, or (memory registered) a
+	// container the kernel refuses: another process's, or a second PE's.
+	if got := spaprMapHint(SPAPRTCEv2, unix.EPERM, false); !strings.Contains(got, "nothing is registered") {
+		t.Errorf("EPERM with nothing registered: %q", got)
+	}
+	if got := spaprMapHint(SPAPRTCEv2, unix.EPERM, true); strings.Contains(got, "nothing is registered") || !strings.Contains(got, "one group per container") {
+		t.Errorf("EPERM with memory registered: %q", got)
 	}
 }
 

@@ -1,6 +1,9 @@
 package allocs
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 var sink []byte
 
@@ -21,5 +24,18 @@ func TestCountIsExact(t *testing.T) {
 	}
 	if got := Count(200, func() {}); got != 0 {
 		t.Errorf("a function that allocates nothing: counted %d", got)
+	}
+}
+
+// TestWhereNamesTheSite: the sampled stacks name the line that allocated.
+func TestWhereNamesTheSite(t *testing.T) {
+	i := 0
+	sites := Where(100, func() {
+		if i++; i%10 == 0 {
+			sink = make([]byte, 64) // the allocation Where must find
+		}
+	})
+	if len(sites) == 0 || !strings.HasPrefix(sites[0], "10: ") || !strings.Contains(sites[0], "allocs_test.go") {
+		t.Errorf("sites: %q; want 10 allocations first, at allocs_test.go", sites)
 	}
 }

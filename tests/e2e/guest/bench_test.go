@@ -2,6 +2,7 @@ package guest
 
 import (
 	"os"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -24,16 +25,16 @@ func TestMapUnmapAllocs(t *testing.T) {
 		defer buf.Close()
 		iova, _ := e.alloc.Alloc(4096)
 		mem := buf.Bytes()
-		n := allocs.Count(200, func() {
+		pair := func() {
 			if err := e.Mapper.Map(iova, mem, dma.ReadWrite); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.Mapper.Unmap(iova, 4096); err != nil {
+			if err := e.Mapper.Unmap(iova, uint64(len(mem))); err != nil {
 				t.Fatal(err)
 			}
-		})
-		if n != 0 {
-			t.Fatalf("200 map+unmap pairs allocate %d times, want 0", n)
+		}
+		if n := allocs.Count(200, pair); n != 0 {
+			t.Fatalf("200 map+unmap pairs allocate %d times, want 0; where, in 200 more:\n%s", n, strings.Join(allocs.Where(200, pair), "\n"))
 		}
 	})
 }
