@@ -45,9 +45,6 @@ func Where(n int, f func()) []string {
 	}
 	var sites []site
 	for stack, objs := range after {
-		if stack == "" || strings.Contains(stack, "internal/allocs.profile") {
-			continue // the runtime's own, or this profiling's
-		}
 		if d := objs - before[stack]; d > 0 {
 			sites = append(sites, site{stack, d})
 		}
@@ -79,15 +76,19 @@ func profile() map[string]int64 {
 	for _, r := range recs {
 		frames := runtime.CallersFrames(r.Stack())
 		var parts []string
-		for fr, more := frames.Next(); len(parts) < 6; fr, more = frames.Next() {
-			if !strings.HasPrefix(fr.Function, "runtime.") {
+		mine := false // made by profile itself, at any depth
+		for fr, more := frames.Next(); ; fr, more = frames.Next() {
+			mine = mine || fr.Function == "github.com/vfioctl/vfioctl/internal/allocs.profile"
+			if len(parts) < 6 && !strings.HasPrefix(fr.Function, "runtime.") {
 				parts = append(parts, fmt.Sprintf("%s %s:%d", fr.Function, fr.File, fr.Line))
 			}
 			if !more {
 				break
 			}
 		}
-		out[strings.Join(parts, " <- ")] += r.AllocObjects
+		if !mine && len(parts) > 0 {
+			out[strings.Join(parts, " <- ")] += r.AllocObjects
+		}
 	}
 	return out
 }
