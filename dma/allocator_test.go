@@ -2,7 +2,9 @@ package dma
 
 import (
 	"errors"
+	"math"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -139,5 +141,18 @@ func TestPhysAddr(t *testing.T) {
 	}
 	if _, err := b.PhysAddr(8192); err == nil {
 		t.Fatal("PhysAddr past the end succeeded")
+	}
+}
+
+// TestAllocSizes: a size that is not positive, or whose rounding to whole
+// pages overflows, is refused before mmap sees it.
+func TestAllocSizes(t *testing.T) {
+	for _, n := range []int{0, -1, math.MaxInt, math.MaxInt - 1} {
+		if b, err := Alloc(n); err == nil {
+			b.Close()
+			t.Errorf("Alloc(%d) succeeded", n)
+		} else if n > 0 && !strings.Contains(err.Error(), "overflows") {
+			t.Errorf("Alloc(%d): %v, want the overflow named", n, err)
+		}
 	}
 }

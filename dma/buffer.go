@@ -3,6 +3,7 @@ package dma
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"unsafe"
@@ -39,6 +40,9 @@ func alloc(size, flags int) (*Buffer, error) {
 	unit := os.Getpagesize()
 	if flags&unix.MAP_HUGETLB != 0 {
 		unit = hugePage
+	}
+	if size > math.MaxInt-unit {
+		return nil, fmt.Errorf("dma: buffer size %d: rounding it up to whole %d-byte pages overflows", size, unit)
 	}
 	size = (size + unit - 1) &^ (unit - 1)
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE|flags)
