@@ -3,6 +3,8 @@ package nvme
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
+	"math/bits"
 	"strings"
 )
 
@@ -32,8 +34,15 @@ type NamespaceInfo struct {
 	Metadata  int    `json:"metadata"`   // bytes of metadata per block
 }
 
-// Bytes is the namespace's size in bytes.
-func (n *NamespaceInfo) Bytes() uint64 { return n.Blocks * uint64(n.BlockSize) }
+// Bytes is the namespace's size in bytes, or the largest uint64 for a
+// namespace larger than that (no byte offset then lies past its end).
+func (n *NamespaceInfo) Bytes() uint64 {
+	hi, lo := bits.Mul64(n.Blocks, uint64(n.BlockSize))
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
+}
 
 func text(b []byte) string { return strings.TrimSpace(string(b)) }
 

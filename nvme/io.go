@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"time"
 )
 
@@ -182,20 +181,10 @@ func (ns *Namespace) checkAt(op uint8, n int, off int64) error {
 	if bs <= 0 || off < 0 || off%bs != 0 || int64(n)%bs != 0 {
 		return ns.bad("%s of %d bytes at offset %d: offset and length must be whole %d-byte blocks", opName(op), n, off, bs)
 	}
-	if size := ns.size(); n > 0 && (uint64(off) > size || uint64(n) > size-uint64(off)) {
+	if size := ns.Info.Bytes(); n > 0 && (uint64(off) > size || uint64(n) > size-uint64(off)) {
 		return ns.bad("%s of %d bytes at offset %d: past the end (%d bytes)", opName(op), n, off, size)
 	}
 	return nil
-}
-
-// size is the namespace's size in bytes, or the largest uint64 for one
-// larger than that (no byte offset then lies past its end).
-func (ns *Namespace) size() uint64 {
-	hi, lo := bits.Mul64(ns.Info.Blocks, uint64(ns.Info.BlockSize))
-	if hi != 0 {
-		return math.MaxUint64
-	}
-	return lo
 }
 
 func (ns *Namespace) copyAt(op uint8, p []byte, off int64) (int, error) {

@@ -106,11 +106,10 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 						return usagef("the input is %d bytes: write takes 1 byte to 1 GiB, in whole blocks", len(data))
 					}
 					return withNVMe(c, nil, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
+						// Blocks rounded up: a length that is not whole
+						// blocks is WriteAt's to refuse (ErrBadRequest).
 						bs := ns.Info.BlockSize
-						if len(data)%bs != 0 {
-							return usagef("the input is %d bytes, not a whole number of %d-byte blocks", len(data), bs)
-						}
-						off, _, err := ns.Span(c.Uint64("lba"), uint64(len(data)/bs))
+						off, _, err := ns.Span(c.Uint64("lba"), uint64((len(data)+bs-1)/bs))
 						if err != nil {
 							return err // ErrBadRequest: exit 2
 						}
