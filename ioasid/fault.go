@@ -19,7 +19,7 @@ type FaultQueue struct {
 // AllocFaultQueue is IOMMU_FAULT_QUEUE_ALLOC.
 func (f *FD) AllocFaultQueue() (*FaultQueue, error) {
 	var a uapi.IommuFaultAlloc
-	if err := f.do("IOMMU_FAULT_QUEUE_ALLOC", uapi.IOMMU_FAULT_QUEUE_ALLOC, "", func(fd int) error { return uapi.IoctlIommuFaultQueueAlloc(fd, &a) }); err != nil {
+	if err := f.fd.Ioctl(call("IOMMU_FAULT_QUEUE_ALLOC", uapi.IOMMU_FAULT_QUEUE_ALLOC, ""), func(fd int) error { return uapi.IoctlIommuFaultQueueAlloc(fd, &a) }); err != nil {
 		return nil, err
 	}
 	q, err := newQueue(int(a.OutFaultFd), fmt.Sprintf("iommufd fault queue %d", a.OutFaultId))

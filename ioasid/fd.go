@@ -33,7 +33,7 @@ func Open() (*FD, error) { return OpenPath(Path) }
 // OpenPath opens an iommufd at path (on IOMMUFD_VFIO_CONTAINER kernels,
 // /dev/vfio/vfio is one too).
 func OpenPath(path string) (*FD, error) {
-	fd, err := kernel.OpenPath(path)
+	fd, err := kernel.OpenPath(path, nil)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, &vfioerr.NotSupportedError{Feature: "iommufd (" + path + ")", Version: "6.2", Reason: "no such device node: the kernel lacks CONFIG_IOMMUFD"}
@@ -68,38 +68,24 @@ func (f *FD) Name() string { return f.fd.Name() }
 // with ErrClosed.
 func (f *FD) Close() error { return f.fd.Close() }
 
-// do issues one iommufd ioctl through its uapi helper; a failure becomes
-// an OpError naming op and f, and ENOTTY for an ioctl newer than the
-// running kernel a NotSupportedError naming the version that added it.
-func (f *FD) do(op string, req uint, args string, fn func(fd int) error) error {
-	if err := f.fd.Do(fn); err != nil {
-		return f.explain(op, req, args, err)
-	}
-	return nil
-}
-
-// explain turns an ioctl's failure into the error callers see: ENOTTY from
-// an iommufd ioctl means a kernel older than the version that added it.
-func (f *FD) explain(op string, req uint, args string, err error) error {
-	if errors.Is(err, unix.ENOTTY) {
-		if v, ok := uapi.Since[req]; ok {
-			// Or f is not an iommufd at all: the name says which file.
-			return &vfioerr.NotSupportedError{Feature: op + " on " + f.fd.Name(), Version: v}
-		}
-	}
-	return &vfioerr.OpError{Op: op, Object: f.fd.Name(), Args: args, Err: err}
+// call describes iommufd ioctl req, named op, with its arguments: ENOTTY
+// from it means a kernel older than the version that added it (uapi.Since),
+// or a descriptor that is not an iommufd (the error names the file).
+func call(op string, req uint, args string) kernel.Call {
+	return kernel.Call{Op: op, Args: args, Since: uapi.Since[req]}
 }
 
 // Destroy is IOMMU_DESTROY: free any object by id. Prefer the objects'
 // Close, which also keeps them from being used afterwards.
 func (f *FD) Destroy(id uint32) error {
 	d := uapi.IommuDestroy{Id: id}
-	err := f.do("IOMMU_DESTROY", uapi.IOMMU_DESTROY, fmt.Sprintf("id %d", id), func(fd int) error { return uapi.IoctlIommuDestroy(fd, &d) })
-	var e *vfioerr.OpError
-	if errors.As(err, &e) && errors.Is(err, unix.EBUSY) {
-		e.Hint = "the object is in use (a device is attached to it, or another object refers to it)"
-	}
-	return err
+	c := call("IOMMU_DESTROY", uapi.IOMMU_DESTROY, fmt.Sprintf("id %d", id))
+	c.Hints = destroyHints
+	return f.fd.Ioctl(c, func(fd int) error { return uapi.IoctlIommuDestroy(fd, &d) })
+}
+
+var destroyHints = kernel.Hints{
+	unix.EBUSY: kernel.Say("the object is in use (a device is attached to it, or another object refers to it)"),
 }
 
 // Option ids and operations of IOMMU_OPTION.
@@ -111,24 +97,23 @@ const (
 // GetOption is IOMMU_OPTION with IOMMU_OPTION_OP_GET (object 0 for global options).
 func (f *FD) GetOption(option, object uint32) (uint64, error) {
 	o := uapi.IommuOption{OptionId: option, Op: uapi.IOMMU_OPTION_OP_GET, ObjectId: object}
-	err := f.do("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("get option %d object %d", option, object), func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
+	err := f.fd.Ioctl(call("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("get option %d object %d", option, object)), func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
 	return o.Val64, err
 }
 
 // SetOption is IOMMU_OPTION with IOMMU_OPTION_OP_SET.
 func (f *FD) SetOption(option, object uint32, val uint64) error {
 	o := uapi.IommuOption{OptionId: option, Op: uapi.IOMMU_OPTION_OP_SET, ObjectId: object, Val64: val}
-	err := f.do("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("set option %d object %d = %d", option, object, val), func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
-	var e *vfioerr.OpError
-	if option == OptionRlimitMode && errors.As(err, &e) {
-		switch {
-		case errors.Is(err, unix.EPERM):
-			e.Hint = "changing the accounting mode needs CAP_SYS_RESOURCE"
-		case errors.Is(err, unix.EBUSY):
-			e.Hint = "the accounting mode can only change before any object (IOAS, device binding) exists on the iommufd"
-		}
+	c := call("IOMMU_OPTION", uapi.IOMMU_OPTION, fmt.Sprintf("set option %d object %d = %d", option, object, val))
+	if option == OptionRlimitMode {
+		c.Hints = rlimitModeHints
 	}
-	return err
+	return f.fd.Ioctl(c, func(fd int) error { return uapi.IoctlIommuOption(fd, &o) })
+}
+
+var rlimitModeHints = kernel.Hints{
+	unix.EPERM: kernel.Say("changing the accounting mode needs CAP_SYS_RESOURCE"),
+	unix.EBUSY: kernel.Say("the accounting mode can only change before any object (IOAS, device binding) exists on the iommufd"),
 }
 
 // SetRlimitPerProcess is IOMMU_OPTION_RLIMIT_MODE: with true, pages pinned
@@ -150,7 +135,7 @@ func (f *FD) SetRlimitPerProcess(perProcess bool) error {
 // borrowed: its Close does not destroy it.
 func (f *FD) CompatIOAS() (*IOAS, error) {
 	v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_GET}
-	if err := f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "get", func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) }); err != nil {
+	if err := f.fd.Ioctl(call("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "get"), func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) }); err != nil {
 		return nil, err
 	}
 	return &IOAS{object: object{fd: f, kind: "ioas", id: v.IoasId, borrowed: true}}, nil
@@ -160,12 +145,12 @@ func (f *FD) CompatIOAS() (*IOAS, error) {
 func (f *FD) SetCompatIOAS(ioas *IOAS) error {
 	return ioas.use("IOMMU_VFIO_IOAS", func(id uint32) error {
 		v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_SET, IoasId: id}
-		return f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, fmt.Sprintf("set %d", id), func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
+		return f.fd.Ioctl(call("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, fmt.Sprintf("set %d", id)), func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
 	})
 }
 
 // ClearCompatIOAS is IOMMU_VFIO_IOAS CLEAR: disable VFIO compatibility.
 func (f *FD) ClearCompatIOAS() error {
 	v := uapi.IommuVfioIoas{Op: uapi.IOMMU_VFIO_IOAS_CLEAR}
-	return f.do("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "clear", func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
+	return f.fd.Ioctl(call("IOMMU_VFIO_IOAS", uapi.IOMMU_VFIO_IOAS, "clear"), func(fd int) error { return uapi.IoctlIommuVfioIoas(fd, &v) })
 }

@@ -2,10 +2,7 @@ package ioasid
 
 import (
 	"fmt"
-	"runtime"
-	"unsafe"
 
-	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
@@ -40,10 +37,9 @@ func (h *HWInfo) DirtyTracking() bool { return h.Capabilities&uapi.IOMMU_HW_CAP_
 
 // HWInfo is IOMMU_GET_HW_INFO for devID (a device bound to this FD).
 func (f *FD) HWInfo(devID uint32) (*HWInfo, error) {
-	buf := kernel.HeapBytes(256) // the kernel writes it through DataUptr
-	q := uapi.IommuHwInfo{DevId: devID, DataLen: uint32(len(buf)), DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0])))}
-	err := f.do("IOMMU_GET_HW_INFO", uapi.IOMMU_GET_HW_INFO, fmt.Sprintf("dev %d", devID), func(fd int) error { return uapi.IoctlIommuGetHwInfo(fd, &q) })
-	runtime.KeepAlive(buf)
+	buf := make([]byte, 256) // the kernel writes it through DataUptr
+	q := uapi.IommuHwInfo{DevId: devID, DataLen: uint32(len(buf)), DataUptr: uapi.SlicePointer(buf)}
+	err := f.fd.Ioctl(call("IOMMU_GET_HW_INFO", uapi.IOMMU_GET_HW_INFO, fmt.Sprintf("dev %d", devID)), func(fd int) error { return uapi.IoctlIommuGetHwInfo(fd, &q) })
 	if err != nil {
 		return nil, err
 	}

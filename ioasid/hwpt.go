@@ -3,8 +3,6 @@ package ioasid
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -51,7 +49,7 @@ func (f *FD) AllocPagingHWPT(devID uint32, ioas *IOAS, o *HWPTOptions) (*HWPT, e
 	}
 	var h *HWPT
 	err := ioas.use("IOMMU_HWPT_ALLOC", func(id uint32) (err error) {
-		h, err = f.allocHWPT(uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id}, fmt.Sprintf("dev %d ioas %d flags %#x", devID, id, o.Flags), nil, o.Fault)
+		h, err = f.allocHWPT(uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id}, fmt.Sprintf("dev %d ioas %d flags %#x", devID, id, o.Flags), o.Fault)
 		return err
 	})
 	if o.Flags&HWPTDirtyTracking != 0 && errors.Is(err, unix.EOPNOTSUPP) {
@@ -70,26 +68,22 @@ func (f *FD) AllocNestedHWPT(devID uint32, parent *HWPT, dataType uint32, data [
 		o = &HWPTOptions{}
 	}
 	if len(data) == 0 {
-		return nil, &vfioerr.OpError{Op: "IOMMU_HWPT_ALLOC", Object: f.Name(), Args: fmt.Sprintf("dev %d data type %#x", devID, dataType), Err: unix.EINVAL, Hint: "a nested HWPT needs its driver's stage-1 data"}
+		return nil, kernel.Call{Op: "IOMMU_HWPT_ALLOC", Object: f.Name(), Args: fmt.Sprintf("dev %d data type %#x", devID, dataType)}.Refuse(unix.EINVAL, "a nested HWPT needs its driver's stage-1 data")
 	}
-	buf := kernel.HeapBytes(len(data)) // read through DataUptr
-	copy(buf, data)
 	var h *HWPT
 	err := parent.use("IOMMU_HWPT_ALLOC", func(id uint32) (err error) {
-		a := uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id, DataType: dataType, DataLen: uint32(len(buf)), DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0])))}
-		h, err = f.allocHWPT(a, fmt.Sprintf("dev %d parent hwpt %d data type %#x", devID, id, dataType), buf, o.Fault)
+		a := uapi.IommuHwptAlloc{Flags: o.Flags, DevId: devID, PtId: id, DataType: dataType, DataLen: uint32(len(data)), DataUptr: uapi.SlicePointer(data)}
+		h, err = f.allocHWPT(a, fmt.Sprintf("dev %d parent hwpt %d data type %#x", devID, id, dataType), o.Fault)
 		return err
 	})
 	return h, err
 }
 
 // allocHWPT issues IOMMU_HWPT_ALLOC with a, adding the fault queue's id
-// while it is open; data is what a.DataUptr points at, kept alive.
-func (f *FD) allocHWPT(a uapi.IommuHwptAlloc, args string, data []byte, fault *FaultQueue) (*HWPT, error) {
+// while it is open.
+func (f *FD) allocHWPT(a uapi.IommuHwptAlloc, args string, fault *FaultQueue) (*HWPT, error) {
 	alloc := func() error {
-		err := f.do("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, args, func(fd int) error { return uapi.IoctlIommuHwptAlloc(fd, &a) })
-		runtime.KeepAlive(data)
-		return err
+		return f.fd.Ioctl(call("IOMMU_HWPT_ALLOC", uapi.IOMMU_HWPT_ALLOC, args), func(fd int) error { return uapi.IoctlIommuHwptAlloc(fd, &a) })
 	}
 	var err error
 	if fault == nil {
@@ -122,7 +116,7 @@ func (h *HWPT) SetDirtyTracking(on bool) error {
 		if on {
 			s.Flags = uapi.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
 		}
-		return h.fd.do("IOMMU_HWPT_SET_DIRTY_TRACKING", uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, fmt.Sprintf("hwpt %d on=%v", id, on), func(fd int) error { return uapi.IoctlIommuHwptSetDirtyTracking(fd, &s) })
+		return h.fd.fd.Ioctl(call("IOMMU_HWPT_SET_DIRTY_TRACKING", uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, fmt.Sprintf("hwpt %d on=%v", id, on)), func(fd int) error { return uapi.IoctlIommuHwptSetDirtyTracking(fd, &s) })
 	})
 }
 
@@ -131,17 +125,15 @@ func (h *HWPT) SetDirtyTracking(on bool) error {
 // the bits set (IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR).
 func (h *HWPT) DirtyBitmap(iova, length, pageSize uint64, clear bool) ([]uint64, error) {
 	if pageSize == 0 || length == 0 || length%pageSize != 0 {
-		return nil, &vfioerr.OpError{Op: "IOMMU_HWPT_GET_DIRTY_BITMAP", Object: h.fd.Name(), Args: fmt.Sprintf("length %#x page %#x", length, pageSize), Err: unix.EINVAL, Hint: "length must be a non-zero multiple of the page size"}
+		return nil, kernel.Call{Op: "IOMMU_HWPT_GET_DIRTY_BITMAP", Object: h.fd.Name(), Args: fmt.Sprintf("length %#x page %#x", length, pageSize)}.Refuse(unix.EINVAL, "length must be a non-zero multiple of the page size")
 	}
-	raw := kernel.HeapBytes(int((length/pageSize + 63) / 64 * 8)) // the kernel writes it through Data
+	raw := make([]byte, (length/pageSize+63)/64*8) // the kernel writes it through Data
 	err := h.use("IOMMU_HWPT_GET_DIRTY_BITMAP", func(id uint32) error {
-		g := uapi.IommuHwptGetDirtyBitmap{HwptId: id, Iova: iova, Length: length, PageSize: pageSize, Data: uint64(uintptr(unsafe.Pointer(&raw[0])))}
+		g := uapi.IommuHwptGetDirtyBitmap{HwptId: id, Iova: iova, Length: length, PageSize: pageSize, Data: uapi.SlicePointer(raw)}
 		if !clear {
 			g.Flags = uapi.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
 		}
-		err := h.fd.do("IOMMU_HWPT_GET_DIRTY_BITMAP", uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, fmt.Sprintf("hwpt %d iova=%#x length=%#x", id, iova, length), func(fd int) error { return uapi.IoctlIommuHwptGetDirtyBitmap(fd, &g) })
-		runtime.KeepAlive(raw)
-		return err
+		return h.fd.fd.Ioctl(call("IOMMU_HWPT_GET_DIRTY_BITMAP", uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, fmt.Sprintf("hwpt %d iova=%#x length=%#x", id, iova, length)), func(fd int) error { return uapi.IoctlIommuHwptGetDirtyBitmap(fd, &g) })
 	})
 	if err != nil {
 		return nil, err
@@ -155,24 +147,23 @@ func (h *HWPT) DirtyBitmap(iova, length, pageSize uint64, clear bool) ([]uint64,
 // error, the index of the request it stopped at.
 func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (uint32, error) {
 	if uint64(entrySize)*uint64(n) > uint64(len(reqs)) {
-		return 0, &vfioerr.OpError{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name(), Err: unix.EINVAL, Hint: "request buffer shorter than n*entrySize"}
+		return 0, kernel.Call{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name()}.Refuse(unix.EINVAL, "request buffer shorter than n*entrySize")
 	}
-	buf := kernel.HeapBytes(len(reqs) + 1) // read through DataUptr; never empty
+	buf := make([]byte, len(reqs)+1) // read through DataUptr; never empty
 	copy(buf, reqs)
 	var done uint32
 	err := h.use("IOMMU_HWPT_INVALIDATE", func(id uint32) error {
-		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uint64(uintptr(unsafe.Pointer(&buf[0]))), DataType: dataType, EntryLen: entrySize, EntryNum: n}
-		err := h.fd.do("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %#x n %d", id, dataType, n), func(fd int) error { return uapi.IoctlIommuHwptInvalidate(fd, &inv) })
-		runtime.KeepAlive(buf)
-		done = inv.EntryNum
-		var e *vfioerr.OpError
-		switch {
-		case !errors.As(err, &e):
-		case errors.Is(err, unix.ENOENT):
-			e.Hint = fmt.Sprintf("hwpt %d is not a nested HWPT", id)
-		case n > 0:
-			e.Hint = fmt.Sprintf("the kernel handled %d of %d requests and stopped at request %d", done, n, done)
+		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uapi.SlicePointer(buf), DataType: dataType, EntryLen: entrySize, EntryNum: n}
+		c := call("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %#x n %d", id, dataType, n))
+		stopped := func() string {
+			return fmt.Sprintf("the kernel handled %d of %d requests and stopped at request %d", inv.EntryNum, n, inv.EntryNum)
 		}
+		c.Hints = kernel.Hints{
+			unix.ENOENT: func() string { return fmt.Sprintf("hwpt %d is not a nested HWPT", id) },
+			unix.EINVAL: stopped, unix.EOPNOTSUPP: stopped, unix.EIO: stopped, unix.EFAULT: stopped,
+		}
+		err := h.fd.fd.Ioctl(c, func(fd int) error { return uapi.IoctlIommuHwptInvalidate(fd, &inv) })
+		done = inv.EntryNum
 		return err
 	})
 	return done, err

@@ -3,15 +3,12 @@ package ioasid
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // IOAS is an I/O address space: IOVA -> process memory mappings that
@@ -25,7 +22,7 @@ type IOAS struct {
 // AllocIOAS is IOMMU_IOAS_ALLOC.
 func (f *FD) AllocIOAS() (*IOAS, error) {
 	var a uapi.IommuIoasAlloc
-	if err := f.do("IOMMU_IOAS_ALLOC", uapi.IOMMU_IOAS_ALLOC, "", func(fd int) error { return uapi.IoctlIommuIoasAlloc(fd, &a) }); err != nil {
+	if err := f.fd.Ioctl(call("IOMMU_IOAS_ALLOC", uapi.IOMMU_IOAS_ALLOC, ""), func(fd int) error { return uapi.IoctlIommuIoasAlloc(fd, &a) }); err != nil {
 		return nil, err
 	}
 	return &IOAS{object: object{fd: f, kind: "ioas", id: a.OutIoasId}}, nil
@@ -61,13 +58,11 @@ func (s *IOAS) Ranges() (ranges []dma.Range, align uint64, err error) {
 }
 
 func (s *IOAS) ranges(id uint32) ([]dma.Range, uint64, error) {
-	size := int(unsafe.Sizeof(uapi.IommuIovaRange{}))
 	n := uint32(4)
 	for try := 0; try < 4; try++ {
-		buf := kernel.HeapBytes(int(n) * size) // the kernel writes it through AllowedIovas
-		q := uapi.IommuIoasIovaRanges{IoasId: id, NumIovas: n, AllowedIovas: uint64(uintptr(unsafe.Pointer(&buf[0])))}
-		err := s.fd.do("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES, s.String(), func(fd int) error { return uapi.IoctlIommuIoasIovaRanges(fd, &q) })
-		runtime.KeepAlive(buf)
+		buf := make([]uapi.IommuIovaRange, n) // the kernel writes it through AllowedIovas
+		q := uapi.IommuIoasIovaRanges{IoasId: id, NumIovas: n, AllowedIovas: uapi.SlicePointer(buf)}
+		err := s.fd.fd.Ioctl(call("IOMMU_IOAS_IOVA_RANGES", uapi.IOMMU_IOAS_IOVA_RANGES, s.String()), func(fd int) error { return uapi.IoctlIommuIoasIovaRanges(fd, &q) })
 		if errors.Is(err, unix.EMSGSIZE) {
 			n = q.NumIovas
 			continue
@@ -75,17 +70,16 @@ func (s *IOAS) ranges(id uint32) ([]dma.Range, uint64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
+		if q.NumIovas > n {
+			return nil, 0, kernel.Call{Op: "IOMMU_IOAS_IOVA_RANGES", Object: s.fd.Name(), Args: s.String()}.Refuse(unix.EOVERFLOW, fmt.Sprintf("%d ranges overflow the buffer of %d", q.NumIovas, n))
+		}
 		out := make([]dma.Range, q.NumIovas)
 		for i := range out {
-			r, err := uapi.Decode[uapi.IommuIovaRange](buf[i*size:])
-			if err != nil {
-				return nil, 0, err
-			}
-			out[i] = dma.Range{Start: r.Start, Last: r.Last}
+			out[i] = dma.Range{Start: buf[i].Start, Last: buf[i].Last}
 		}
 		return out, q.OutIovaAlignment, nil
 	}
-	return nil, 0, &vfioerr.OpError{Op: "IOMMU_IOAS_IOVA_RANGES", Object: s.fd.Name(), Args: s.String(), Err: unix.EAGAIN, Hint: "the range count kept changing"}
+	return nil, 0, kernel.Call{Op: "IOMMU_IOAS_IOVA_RANGES", Object: s.fd.Name(), Args: s.String()}.Refuse(unix.EAGAIN, "the range count kept changing")
 }
 
 // IOVARanges implements dma.Mapper.
@@ -104,16 +98,13 @@ func (s *IOAS) Alignment() (uint64, error) {
 // ranges mappable (device attach that would narrow them fails) and picks
 // automatic IOVAs only inside them.
 func (s *IOAS) AllowIOVAs(ranges []dma.Range) error {
-	size := int(unsafe.Sizeof(uapi.IommuIovaRange{}))
-	buf := kernel.HeapBytes((len(ranges) + 1) * size) // never empty: a valid pointer
+	buf := make([]uapi.IommuIovaRange, len(ranges)+1) // never empty: a valid pointer
 	for i, r := range ranges {
-		*(*uapi.IommuIovaRange)(unsafe.Pointer(&buf[i*size])) = uapi.IommuIovaRange{Start: r.Start, Last: r.Last}
+		buf[i] = uapi.IommuIovaRange{Start: r.Start, Last: r.Last}
 	}
 	return s.use("IOMMU_IOAS_ALLOW_IOVAS", func(id uint32) error {
-		a := uapi.IommuIoasAllowIovas{IoasId: id, NumIovas: uint32(len(ranges)), AllowedIovas: uint64(uintptr(unsafe.Pointer(&buf[0])))}
-		err := s.fd.do("IOMMU_IOAS_ALLOW_IOVAS", uapi.IOMMU_IOAS_ALLOW_IOVAS, fmt.Sprintf("%s, %d ranges", s, len(ranges)), func(fd int) error { return uapi.IoctlIommuIoasAllowIovas(fd, &a) })
-		runtime.KeepAlive(buf)
-		return err
+		a := uapi.IommuIoasAllowIovas{IoasId: id, NumIovas: uint32(len(ranges)), AllowedIovas: uapi.SlicePointer(buf)}
+		return s.fd.fd.Ioctl(call("IOMMU_IOAS_ALLOW_IOVAS", uapi.IOMMU_IOAS_ALLOW_IOVAS, fmt.Sprintf("%s, %d ranges", s, len(ranges))), func(fd int) error { return uapi.IoctlIommuIoasAllowIovas(fd, &a) })
 	})
 }
 
@@ -142,7 +133,7 @@ func (s *IOAS) MapAnywhere(mem []byte, perm dma.Perm) (uint64, error) {
 
 func (s *IOAS) mapAt(iova uint64, mem []byte, perm dma.Perm, flags uint32) (uint64, error) {
 	if len(mem) == 0 {
-		return 0, &vfioerr.OpError{Op: "IOMMU_IOAS_MAP", Object: s.fd.Name(), Args: fmt.Sprintf("%s iova=%#x", s, iova), Err: unix.EINVAL, Hint: "empty buffer"}
+		return 0, kernel.Call{Op: "IOMMU_IOAS_MAP", Object: s.fd.Name(), Args: fmt.Sprintf("%s iova=%#x", s, iova)}.Refuse(unix.EINVAL, "empty buffer")
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -152,18 +143,14 @@ func (s *IOAS) mapAt(iova uint64, mem []byte, perm dma.Perm, flags uint32) (uint
 	m := uapi.IommuIoasMap{
 		Flags:  flags | mapFlags(perm),
 		IoasId: s.id,
-		UserVa: uint64(uintptr(unsafe.Pointer(&mem[0]))),
+		UserVa: uapi.SlicePointer(mem), // keeps mem alive through the call
 		Length: uint64(len(mem)),
 		Iova:   iova,
 	}
-	err := s.fd.fd.Do(func(fd int) error { return uapi.IoctlIommuIoasMap(fd, &m) })
-	runtime.KeepAlive(mem) // the kernel reads mem through m.UserVa
-	if err != nil {
-		args := fmt.Sprintf("%s iova=%#x size=%#x", s, iova, len(mem))
-		if errors.Is(err, unix.ENOTTY) {
-			return 0, s.fd.explain("IOMMU_IOAS_MAP", uapi.IOMMU_IOAS_MAP, args, err)
-		}
-		return 0, kernel.MapError("IOMMU_IOAS_MAP", s.fd.Name(), args, err)
+	if err := s.fd.fd.Do(func(fd int) error { return uapi.IoctlIommuIoasMap(fd, &m) }); err != nil {
+		c := call("IOMMU_IOAS_MAP", uapi.IOMMU_IOAS_MAP, fmt.Sprintf("%s iova=%#x size=%#x", s, iova, len(mem)))
+		c.Object, c.Hints = s.fd.Name(), kernel.MapHints
+		return 0, c.Fail(err)
 	}
 	return m.Iova, nil
 }
@@ -181,8 +168,7 @@ func (s *IOAS) Copy(dst *IOAS, dstIOVA, srcIOVA, length uint64, perm dma.Perm) e
 				DstIova:   dstIOVA,
 				SrcIova:   srcIOVA,
 			}
-			return s.fd.do("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY,
-				fmt.Sprintf("ioas %d iova=%#x -> ioas %d iova=%#x length %#x", src, srcIOVA, dstID, dstIOVA, length),
+			return s.fd.fd.Ioctl(call("IOMMU_IOAS_COPY", uapi.IOMMU_IOAS_COPY, fmt.Sprintf("ioas %d iova=%#x -> ioas %d iova=%#x length %#x", src, srcIOVA, dstID, dstIOVA, length)),
 				func(fd int) error { return uapi.IoctlIommuIoasCopy(fd, &c) })
 		})
 	})
@@ -199,7 +185,9 @@ func (s *IOAS) Unmap(iova, size uint64) error {
 	}
 	u := uapi.IommuIoasUnmap{IoasId: s.id, Iova: iova, Length: size}
 	if err := s.fd.fd.Do(func(fd int) error { return uapi.IoctlIommuIoasUnmap(fd, &u) }); err != nil {
-		return s.fd.explain("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s iova=%#x size=%#x", s, iova, size), err)
+		c := call("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s iova=%#x size=%#x", s, iova, size))
+		c.Object = s.fd.Name()
+		return c.Fail(err)
 	}
 	return nil
 }
@@ -208,7 +196,7 @@ func (s *IOAS) Unmap(iova, size uint64) error {
 func (s *IOAS) UnmapAll() (n uint64, err error) {
 	err = s.use("IOMMU_IOAS_UNMAP", func(id uint32) error {
 		u := uapi.IommuIoasUnmap{IoasId: id, Iova: 0, Length: ^uint64(0)}
-		err := s.fd.do("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s all", s), func(fd int) error { return uapi.IoctlIommuIoasUnmap(fd, &u) })
+		err := s.fd.fd.Ioctl(call("IOMMU_IOAS_UNMAP", uapi.IOMMU_IOAS_UNMAP, fmt.Sprintf("%s all", s)), func(fd int) error { return uapi.IoctlIommuIoasUnmap(fd, &u) })
 		n = u.Length
 		return err
 	})
@@ -220,7 +208,7 @@ func (s *IOAS) UnmapAll() (n uint64, err error) {
 func (s *IOAS) MapFile(iova uint64, memfd int, start, length uint64, perm dma.Perm) error {
 	return s.use("IOMMU_IOAS_MAP_FILE", func(id uint32) error {
 		m := uapi.IommuIoasMapFile{Flags: uapi.IOMMU_IOAS_MAP_FIXED_IOVA | mapFlags(perm), IoasId: id, Fd: int32(memfd), Start: start, Length: length, Iova: iova}
-		return s.fd.do("IOMMU_IOAS_MAP_FILE", uapi.IOMMU_IOAS_MAP_FILE, fmt.Sprintf("%s iova=%#x fd %d", s, iova, memfd), func(fd int) error { return uapi.IoctlIommuIoasMapFile(fd, &m) })
+		return s.fd.fd.Ioctl(call("IOMMU_IOAS_MAP_FILE", uapi.IOMMU_IOAS_MAP_FILE, fmt.Sprintf("%s iova=%#x fd %d", s, iova, memfd)), func(fd int) error { return uapi.IoctlIommuIoasMapFile(fd, &m) })
 	})
 }
 
@@ -228,7 +216,7 @@ func (s *IOAS) MapFile(iova uint64, memfd int, start, length uint64, perm dma.Pe
 // page accounting of all file mappings of the FD to the calling process.
 func (f *FD) ChangeProcess() error {
 	var c uapi.IommuIoasChangeProcess
-	return f.do("IOMMU_IOAS_CHANGE_PROCESS", uapi.IOMMU_IOAS_CHANGE_PROCESS, "", func(fd int) error { return uapi.IoctlIommuIoasChangeProcess(fd, &c) })
+	return f.fd.Ioctl(call("IOMMU_IOAS_CHANGE_PROCESS", uapi.IOMMU_IOAS_CHANGE_PROCESS, ""), func(fd int) error { return uapi.IoctlIommuIoasChangeProcess(fd, &c) })
 }
 
 var _ dma.Mapper = (*IOAS)(nil)

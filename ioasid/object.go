@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -37,7 +38,7 @@ func (o *object) use(op string, fn func(id uint32) error) error {
 }
 
 func (o *object) closedError(op string) error {
-	return &vfioerr.OpError{Op: op, Object: o.fd.Name(), Args: o.String(), Err: vfioerr.ErrClosed}
+	return kernel.Call{Op: op, Object: o.fd.Name(), Args: o.String()}.Fail(vfioerr.ErrClosed)
 }
 
 // close runs release (the object's own teardown before the destroy, may be

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -26,7 +27,7 @@ type queue struct {
 func newQueue(raw int, name string) (*queue, error) {
 	if err := unix.SetNonblock(raw, true); err != nil {
 		unix.Close(raw)
-		return nil, &vfioerr.OpError{Op: "set non-blocking", Object: name, Err: err}
+		return nil, kernel.Call{Op: "set non-blocking", Object: name}.Fail(err)
 	}
 	return &queue{f: os.NewFile(uintptr(raw), name), name: name}, nil
 }
@@ -35,7 +36,7 @@ func (q *queue) wrap(op string, err error) error {
 	if q.closed.Load() || errors.Is(err, os.ErrClosed) {
 		err = vfioerr.ErrClosed // os reports a closed file in more than one way
 	}
-	return &vfioerr.OpError{Op: op, Object: q.name, Err: err}
+	return kernel.Call{Op: op, Object: q.name}.Fail(err)
 }
 
 // read reads into buf, waiting at most timeout (0: until data or Close).

@@ -24,7 +24,7 @@ func (f *FD) AllocVIOMMU(devID uint32, parent *HWPT, typ uint32) (*VIOMMU, error
 	var a uapi.IommuViommuAlloc
 	err := parent.use("IOMMU_VIOMMU_ALLOC", func(hwpt uint32) error {
 		a = uapi.IommuViommuAlloc{Type: typ, DevId: devID, HwptId: hwpt}
-		return f.do("IOMMU_VIOMMU_ALLOC", uapi.IOMMU_VIOMMU_ALLOC, fmt.Sprintf("dev %d hwpt %d type %d", devID, hwpt, typ), func(fd int) error { return uapi.IoctlIommuViommuAlloc(fd, &a) })
+		return f.fd.Ioctl(call("IOMMU_VIOMMU_ALLOC", uapi.IOMMU_VIOMMU_ALLOC, fmt.Sprintf("dev %d hwpt %d type %d", devID, hwpt, typ)), func(fd int) error { return uapi.IoctlIommuViommuAlloc(fd, &a) })
 	})
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func (v *VIOMMU) AllocVDevice(devID uint32, virtID uint64) (*VDevice, error) {
 	var a uapi.IommuVdeviceAlloc
 	err := v.use("IOMMU_VDEVICE_ALLOC", func(id uint32) error {
 		a = uapi.IommuVdeviceAlloc{ViommuId: id, DevId: devID, VirtId: virtID}
-		return v.fd.do("IOMMU_VDEVICE_ALLOC", uapi.IOMMU_VDEVICE_ALLOC, fmt.Sprintf("viommu %d dev %d virt %#x", id, devID, virtID), func(fd int) error { return uapi.IoctlIommuVdeviceAlloc(fd, &a) })
+		return v.fd.fd.Ioctl(call("IOMMU_VDEVICE_ALLOC", uapi.IOMMU_VDEVICE_ALLOC, fmt.Sprintf("viommu %d dev %d virt %#x", id, devID, virtID)), func(fd int) error { return uapi.IoctlIommuVdeviceAlloc(fd, &a) })
 	})
 	if err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func (v *VIOMMU) AllocEventQueue(typ, depth uint32) (*VEventQueue, error) {
 	var a uapi.IommuVeventqAlloc
 	err := v.use("IOMMU_VEVENTQ_ALLOC", func(id uint32) error {
 		a = uapi.IommuVeventqAlloc{ViommuId: id, Type: typ, VeventqDepth: depth}
-		return v.fd.do("IOMMU_VEVENTQ_ALLOC", uapi.IOMMU_VEVENTQ_ALLOC, fmt.Sprintf("viommu %d type %d", id, typ), func(fd int) error { return uapi.IoctlIommuVeventqAlloc(fd, &a) })
+		return v.fd.fd.Ioctl(call("IOMMU_VEVENTQ_ALLOC", uapi.IOMMU_VEVENTQ_ALLOC, fmt.Sprintf("viommu %d type %d", id, typ)), func(fd int) error { return uapi.IoctlIommuVeventqAlloc(fd, &a) })
 	})
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (v *VIOMMU) AllocHWQueue(typ, index uint32, iova, length uint64) (*HWQueue,
 	var a uapi.IommuHwQueueAlloc
 	err := v.use("IOMMU_HW_QUEUE_ALLOC", func(id uint32) error {
 		a = uapi.IommuHwQueueAlloc{ViommuId: id, Type: typ, Index: index, NestingParentIova: iova, Length: length}
-		return v.fd.do("IOMMU_HW_QUEUE_ALLOC", uapi.IOMMU_HW_QUEUE_ALLOC, fmt.Sprintf("viommu %d type %d index %d", id, typ, index), func(fd int) error { return uapi.IoctlIommuHwQueueAlloc(fd, &a) })
+		return v.fd.fd.Ioctl(call("IOMMU_HW_QUEUE_ALLOC", uapi.IOMMU_HW_QUEUE_ALLOC, fmt.Sprintf("viommu %d type %d index %d", id, typ, index)), func(fd int) error { return uapi.IoctlIommuHwQueueAlloc(fd, &a) })
 	})
 	if err != nil {
 		return nil, err

@@ -88,9 +88,9 @@ type IommuViommuAlloc struct {
 	DevId       uint32
 	HwptId      uint32
 	OutViommuId uint32
-	DataLen     uint32 // Linux 6.16
-	Reserved    uint32 // Linux 6.16
-	DataUptr    uint64 // Linux 6.16
+	DataLen     uint32  // Linux 6.16
+	Reserved    uint32  // Linux 6.16
+	DataUptr    Pointer // Linux 6.16
 }
 
 // IommuVdeviceAlloc is struct iommu_vdevice_alloc (Linux 6.13, 24 bytes).

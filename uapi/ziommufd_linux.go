@@ -58,7 +58,7 @@ type IommuIoasIovaRanges struct {
 	IoasId           uint32
 	NumIovas         uint32
 	Reserved         uint32
-	AllowedIovas     uint64
+	AllowedIovas     Pointer
 	OutIovaAlignment uint64
 }
 
@@ -73,7 +73,7 @@ type IommuIoasAllowIovas struct {
 	IoasId       uint32
 	NumIovas     uint32
 	Reserved     uint32
-	AllowedIovas uint64
+	AllowedIovas Pointer
 }
 
 const (
@@ -93,7 +93,7 @@ type IommuIoasMap struct {
 	Flags    uint32
 	IoasId   uint32
 	Reserved uint32
-	UserVa   uint64
+	UserVa   Pointer
 	Length   uint64
 	Iova     uint64
 }
@@ -205,7 +205,7 @@ type IommuHwptAlloc struct {
 	Reserved  uint32
 	DataType  uint32
 	DataLen   uint32
-	DataUptr  uint64
+	DataUptr  Pointer
 	FaultId   uint32
 	Reserved2 uint32
 }
@@ -241,7 +241,7 @@ type IommuHwInfo struct {
 	Flags           uint32
 	DevId           uint32
 	DataLen         uint32
-	DataUptr        uint64
+	DataUptr        Pointer
 	OutDataType     uint32
 	OutMaxPasidLog2 uint8
 	Reserved        [3]uint8
@@ -283,7 +283,7 @@ type IommuHwptGetDirtyBitmap struct {
 	Iova     uint64
 	Length   uint64
 	PageSize uint64
-	Data     uint64
+	Data     Pointer
 }
 
 const (
@@ -308,7 +308,7 @@ type IommuHwptVtdS1Invalidate struct {
 type IommuHwptInvalidate struct {
 	Size     uint32
 	HwptId   uint32
-	DataUptr uint64
+	DataUptr Pointer
 	DataType uint32
 	EntryLen uint32
 	EntryNum uint32

@@ -640,7 +640,7 @@ const (
 type VfioIommuType1DmaMap struct {
 	Argsz uint32
 	Flags uint32
-	Vaddr uint64
+	Vaddr Pointer
 	Iova  uint64
 	Size  uint64
 }
@@ -660,7 +660,7 @@ const (
 type VfioBitmap struct {
 	Pgsize uint64
 	Size   uint64
-	Data   uint64
+	Data   Pointer
 }
 
 // VfioIommuType1DmaUnmap is struct vfio_iommu_type1_dma_unmap (linux/vfio.h, 24 bytes).
@@ -781,7 +781,7 @@ const (
 type VfioIommuSpaprRegisterMemory struct {
 	Argsz uint32
 	Flags uint32
-	Vaddr uint64
+	Vaddr Pointer
 	Size  uint64
 }
 

@@ -1,7 +1,6 @@
 package vfio
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -21,10 +20,10 @@ func CdevPath(bdf string) (string, error) {
 		return "/dev/vfio/devices/" + n, nil
 	}
 	if !sysfs.Exists(bdf) {
-		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "no such PCI device"}
+		return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "no such PCI device")
 	}
 	if drv := sysfs.Driver(bdf); !sysfs.IsVFIODriver(drv) {
-		return "", &vfioerr.OpError{Op: "find VFIO cdev", Object: bdf, Err: unix.ENODEV, Hint: "the device is bound to " + driverName(drv) + ", not vfio-pci"}
+		return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "the device is bound to "+driverName(drv)+", not vfio-pci")
 	}
 	if sysfs.NoIOMMUDevice(bdf) {
 		return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for the no-IOMMU device " + bdf,
@@ -47,12 +46,12 @@ func driverName(drv string) string {
 // OpenCdev opens a device char device. The device is not usable until it is
 // bound to an iommufd (BindIOMMUFD) and attached to an IOAS or HWPT.
 func OpenCdev(path string) (*Device, error) {
-	fd, err := kernel.OpenPath(path)
+	fd, err := kernel.OpenPath(path, nil)
 	if err != nil {
 		return nil, err
 	}
 	// GET_INFO is refused until the device is bound: read it after Bind.
-	return &Device{fd: fd, name: path}, nil
+	return &Device{fd: fd}, nil
 }
 
 // NewCdev takes ownership of a pre-opened, not yet bound device cdev fd;
@@ -62,7 +61,7 @@ func NewCdev(fd int, name string) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Device{fd: f, name: name}, nil
+	return &Device{fd: f}, nil
 }
 
 // BindIOMMUFD is VFIO_DEVICE_BIND_IOMMUFD: it binds the cdev to an iommufd
@@ -74,23 +73,26 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 		return 0, err
 	}
 	b := uapi.VfioDeviceBindIommufd{Iommufd: int32(ifd)}
-	err = d.do("VFIO_DEVICE_BIND_IOMMUFD", fmt.Sprintf("iommufd %d", ifd), func(fd int) error { return uapi.IoctlVfioDeviceBindIommufd(fd, &b) })
-	var e *vfioerr.OpError
-	if errors.As(err, &e) {
-		switch {
-		case errors.Is(err, unix.EPERM):
-			e.Hint = unsafeInterruptsHint()
-		case errors.Is(err, unix.EBUSY):
-			e.Hint = "the device is already open through its group, or bound"
-		case errors.Is(err, unix.ENOTTY):
-			return 0, &vfioerr.NotSupportedError{Feature: "VFIO_DEVICE_BIND_IOMMUFD on " + d.name, Version: "6.6"}
-		}
+	err = d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_BIND_IOMMUFD", Args: fmt.Sprintf("iommufd %d", ifd), Hints: bindHints, Since: "6.6"},
+		func(fd int) error { return uapi.IoctlVfioDeviceBindIommufd(fd, &b) })
+	if err != nil {
 		return 0, err
 	}
 	if err := d.loadInfo(); err != nil {
 		return 0, err
 	}
 	return b.OutDevid, nil
+}
+
+// bindHints explain VFIO_DEVICE_BIND_IOMMUFD's errnos.
+var bindHints = kernel.Hints{
+	unix.EPERM: unsafeInterruptsHint,
+	unix.EBUSY: kernel.Say("the device is already open through its group, or bound"),
+}
+
+// attachHints explain VFIO_DEVICE_ATTACH_IOMMUFD_PT's errnos.
+var attachHints = kernel.Hints{
+	unix.EADDRINUSE: kernel.Say("the device is attached elsewhere and this IOMMU cannot replace its page table in place: DetachPT first"),
 }
 
 // AttachPT is VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach the bound device to an
@@ -100,11 +102,8 @@ func (d *Device) BindIOMMUFD(iommufd FDer) (uint32, error) {
 // (virtio-iommu in Linux 6.12) refuse that with EADDRINUSE: DetachPT first.
 func (d *Device) AttachPT(id uint32) (uint32, error) {
 	a := uapi.VfioDeviceAttachIommufdPt{PtId: id}
-	err := d.do("VFIO_DEVICE_ATTACH_IOMMUFD_PT", fmt.Sprintf("pt %d", id), func(fd int) error { return uapi.IoctlVfioDeviceAttachIommufdPt(fd, &a) })
-	var e *vfioerr.OpError
-	if errors.As(err, &e) && errors.Is(err, unix.EADDRINUSE) {
-		e.Hint = "the device is attached elsewhere and this IOMMU cannot replace its page table in place: DetachPT first"
-	}
+	err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_ATTACH_IOMMUFD_PT", Args: fmt.Sprintf("pt %d", id), Hints: attachHints},
+		func(fd int) error { return uapi.IoctlVfioDeviceAttachIommufdPt(fd, &a) })
 	if err != nil {
 		return 0, err
 	}
@@ -114,5 +113,5 @@ func (d *Device) AttachPT(id uint32) (uint32, error) {
 // DetachPT is VFIO_DEVICE_DETACH_IOMMUFD_PT.
 func (d *Device) DetachPT() error {
 	var dt uapi.VfioDeviceDetachIommufdPt
-	return d.do("VFIO_DEVICE_DETACH_IOMMUFD_PT", "", func(fd int) error { return uapi.IoctlVfioDeviceDetachIommufdPt(fd, &dt) })
+	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_DETACH_IOMMUFD_PT"}, func(fd int) error { return uapi.IoctlVfioDeviceDetachIommufdPt(fd, &dt) })
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Device is an opened VFIO device, from a group (Group.Device) or from its
@@ -18,7 +17,6 @@ import (
 // concurrent use; after Close every one fails with ErrClosed.
 type Device struct {
 	fd   *kernel.FD
-	name string
 	info atomic.Pointer[DeviceInfo] // nil until GET_INFO (a cdev answers it only once bound)
 }
 
@@ -41,7 +39,7 @@ func newDevice(raw int, name string) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{fd: fd, name: name}
+	d := &Device{fd: fd}
 	if err := d.loadInfo(); err != nil {
 		fd.Close()
 		return nil, err
@@ -55,17 +53,10 @@ func newDevice(raw int, name string) (*Device, error) {
 // cannot tell.
 func NewDevice(fd int, name string) (*Device, error) { return newDevice(fd, name) }
 
-func (d *Device) do(op, args string, fn func(fd int) error) error {
-	if err := d.fd.Do(fn); err != nil {
-		return &vfioerr.OpError{Op: op, Object: d.name, Args: args, Err: err}
-	}
-	return nil
-}
-
 func (d *Device) loadInfo() error {
 	hdr := uint32(unsafe.Sizeof(uapi.VfioDeviceInfo{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
-		return d.do("VFIO_DEVICE_GET_INFO", "", func(fd int) error { return uapi.IoctlVfioDeviceGetInfo(fd, b) })
+		return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_GET_INFO"}, func(fd int) error { return uapi.IoctlVfioDeviceGetInfo(fd, b) })
 	})
 	if err != nil {
 		return err
@@ -77,7 +68,7 @@ func (d *Device) loadInfo() error {
 	info := &DeviceInfo{Flags: raw.Flags, NumRegions: raw.NumRegions, NumIRQs: raw.NumIrqs}
 	if raw.Flags&uapi.VFIO_DEVICE_FLAGS_CAPS != 0 {
 		if info.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
-			return &vfioerr.OpError{Op: "VFIO_DEVICE_GET_INFO", Object: d.name, Err: err}
+			return kernel.Call{Op: "VFIO_DEVICE_GET_INFO", Object: d.Name()}.Fail(err)
 		}
 	}
 	d.info.Store(info)
@@ -85,7 +76,7 @@ func (d *Device) loadInfo() error {
 }
 
 // Name is the device's name (its PCI address, or the cdev path).
-func (d *Device) Name() string { return d.name }
+func (d *Device) Name() string { return d.fd.Name() }
 
 // FD is the device's descriptor. It stays owned by the device.
 func (d *Device) FD() (int, error) { return d.fd.Int() }
@@ -108,15 +99,15 @@ func (d *Device) Close() error { return d.fd.Close() }
 
 // Reset is VFIO_DEVICE_RESET (a function-level or equivalent reset).
 func (d *Device) Reset() error {
-	err := d.do("VFIO_DEVICE_RESET", "", func(fd int) error {
+	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_RESET", Hints: kernel.Hints{unix.EINVAL: func() string {
+		if d.Info().Resettable() {
+			return ""
+		}
+		return "the device offers no reset method (see reset_method in sysfs)"
+	}}}, func(fd int) error {
 		_, err := uapi.IoctlVfioDeviceReset(fd)
 		return err
 	})
-	var e *vfioerr.OpError
-	if errors.As(err, &e) && errors.Is(err, unix.EINVAL) && !d.Info().Resettable() {
-		e.Hint = "the device offers no reset method (see reset_method in sysfs)"
-	}
-	return err
 }
 
 // FeatureProbe is VFIO_DEVICE_FEATURE with VFIO_DEVICE_FEATURE_PROBE:
@@ -127,7 +118,7 @@ func (d *Device) FeatureProbe(feature uint32) (get, set bool, err error) {
 	probe := func(mode uint32) (bool, error) {
 		buf := kernel.HeapBytes(int(unsafe.Sizeof(uapi.VfioDeviceFeature{})))
 		(*uapi.VfioDeviceFeature)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature
-		err := d.do("VFIO_DEVICE_FEATURE", fmt.Sprintf("probe feature %d", feature), func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
+		err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: fmt.Sprintf("probe feature %d", feature)}, func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
 		switch {
 		case err == nil:
 			return true, nil

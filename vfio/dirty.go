@@ -2,9 +2,7 @@ package vfio
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -22,18 +20,23 @@ import (
 func (c *Container) dirtyPages(flags uint32, what string) error {
 	buf := kernel.HeapBytes(int(unsafe.Sizeof(uapi.VfioIommuType1DirtyBitmap{})))
 	(*uapi.VfioIommuType1DirtyBitmap)(unsafe.Pointer(&buf[0])).Flags = flags
-	if err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuDirtyPages(fd, buf) }); err != nil {
-		return c.dirtyError(what, err)
-	}
-	return nil
+	return c.dirtyCall(what, func(fd int) error { return uapi.IoctlVfioIommuDirtyPages(fd, buf) })
 }
 
-func (c *Container) dirtyError(what string, err error) error {
-	if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EOPNOTSUPP) {
+// dirtyCall issues one VFIO_IOMMU_DIRTY_PAGES; a container that does not
+// track dirty pages answers ENOTTY or EOPNOTSUPP, which is ErrNotSupported.
+func (c *Container) dirtyCall(what string, fn func(fd int) error) error {
+	var refused bool
+	err := c.fd.Ioctl(kernel.Call{Op: "VFIO_IOMMU_DIRTY_PAGES", Args: what}, func(fd int) error {
+		err := fn(fd)
+		refused = err == unix.ENOTTY || err == unix.EOPNOTSUPP
+		return err
+	})
+	if refused {
 		return &vfioerr.NotSupportedError{Feature: "VFIO_IOMMU_DIRTY_PAGES on " + c.fd.Name(),
 			Reason: "this container does not track dirty pages (the type1 container does since Linux 5.8; iommufd's compat container never does: use HWPT dirty tracking)"}
 	}
-	return &vfioerr.OpError{Op: "VFIO_IOMMU_DIRTY_PAGES", Object: c.fd.Name(), Args: what, Err: err}
+	return err
 }
 
 // StartDirtyTracking starts recording dirty pages for every mapping.
@@ -50,20 +53,20 @@ func (c *Container) StopDirtyTracking() error {
 // pageSize granularity (one the Migration capability lists): bit i is page i.
 func (c *Container) DirtyBitmap(iova, size, pageSize uint64) ([]uint64, error) {
 	if pageSize == 0 || size == 0 || size%pageSize != 0 {
-		return nil, &vfioerr.OpError{Op: "VFIO_IOMMU_DIRTY_PAGES", Object: c.fd.Name(), Args: fmt.Sprintf("size %#x page %#x", size, pageSize), Err: unix.EINVAL,
-			Hint: "size must be a non-zero multiple of the page size"}
+		return nil, kernel.Call{Op: "VFIO_IOMMU_DIRTY_PAGES", Object: c.fd.Name(), Args: fmt.Sprintf("size %#x page %#x", size, pageSize)}.Refuse(unix.EINVAL, "size must be a non-zero multiple of the page size")
 	}
 	pages := size / pageSize
-	raw := kernel.HeapBytes(int((pages + 63) / 64 * 8)) // the kernel writes it through Bitmap.Data
-	hdr := unsafe.Sizeof(uapi.VfioIommuType1DirtyBitmap{})
-	buf := kernel.HeapBytes(int(hdr + unsafe.Sizeof(uapi.VfioIommuType1DirtyBitmapGet{})))
-	(*uapi.VfioIommuType1DirtyBitmap)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP
-	*(*uapi.VfioIommuType1DirtyBitmapGet)(unsafe.Pointer(&buf[hdr])) = uapi.VfioIommuType1DirtyBitmapGet{Iova: iova, Size: size,
-		Bitmap: uapi.VfioBitmap{Pgsize: pageSize, Size: uint64(len(raw)), Data: uint64(uintptr(unsafe.Pointer(&raw[0])))}}
-	err := c.fd.Do(func(fd int) error { return uapi.IoctlVfioIommuDirtyPages(fd, buf) })
-	runtime.KeepAlive(raw)
-	if err != nil {
-		return nil, c.dirtyError(fmt.Sprintf("get bitmap iova=%#x size=%#x", iova, size), err)
+	raw := make([]byte, (pages+63)/64*8) // the kernel writes it through Bitmap.Data
+	// The request is the header followed by the GET_BITMAP range, in one
+	// typed allocation so the collector sees the bitmap pointer in it.
+	req := &struct {
+		uapi.VfioIommuType1DirtyBitmap
+		Get uapi.VfioIommuType1DirtyBitmapGet
+	}{uapi.VfioIommuType1DirtyBitmap{Flags: uapi.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP},
+		uapi.VfioIommuType1DirtyBitmapGet{Iova: iova, Size: size, Bitmap: uapi.VfioBitmap{Pgsize: pageSize, Size: uint64(len(raw)), Data: uapi.SlicePointer(raw)}}}
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(req)), unsafe.Sizeof(*req))
+	if err := c.dirtyCall(fmt.Sprintf("get bitmap iova=%#x size=%#x", iova, size), func(fd int) error { return uapi.IoctlVfioIommuDirtyPages(fd, buf) }); err != nil {
+		return nil, err
 	}
 	bm := make([]uint64, len(raw)/8)
 	for i := range bm {

@@ -3,6 +3,7 @@ package vfio
 import (
 	"fmt"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
@@ -67,9 +68,9 @@ func (s EEHState) String() string {
 // EEH is VFIO_EEH_PE_OP on the PEs of every group in the container. The
 // kernel's answer is returned as an EEHState; it is meaningful for
 // EEHGetState.
-func (c *Container) EEH(op EEHOp) (EEHState, error) {
+func (s *SPAPR) EEH(op EEHOp) (EEHState, error) {
 	arg := uapi.VfioEehPeOp{Op: uint32(op)} // the helper sets argsz
-	return c.eehOp(op.String(), &arg)
+	return s.eehOp(op.String(), &arg)
 }
 
 // EEHError is an error to inject (VFIO_EEH_PE_INJECT_ERR): the RTAS
@@ -80,16 +81,16 @@ type EEHError struct {
 }
 
 // EEHInjectError injects e into the container's PEs.
-func (c *Container) EEHInjectError(e EEHError) error {
+func (s *SPAPR) EEHInjectError(e EEHError) error {
 	arg := uapi.VfioEehPeOp{Op: uapi.VFIO_EEH_PE_INJECT_ERR,
 		Err: uapi.VfioEehPeErr{Type: e.Type, Func: e.Func, Addr: e.Addr, Mask: e.Mask}}
-	_, err := c.eehOp(fmt.Sprintf("inject-error type=%d func=%d addr=%#x mask=%#x", e.Type, e.Func, e.Addr, e.Mask), &arg)
+	_, err := s.eehOp(fmt.Sprintf("inject-error type=%d func=%d addr=%#x mask=%#x", e.Type, e.Func, e.Addr, e.Mask), &arg)
 	return err
 }
 
-func (c *Container) eehOp(args string, arg *uapi.VfioEehPeOp) (EEHState, error) {
+func (s *SPAPR) eehOp(args string, arg *uapi.VfioEehPeOp) (EEHState, error) {
 	var r int
-	err := c.do("VFIO_EEH_PE_OP", args, func(fd int) (err error) {
+	err := s.call(kernel.Call{Op: "VFIO_EEH_PE_OP", Args: args}, func(fd int) (err error) {
 		r, err = uapi.IoctlVfioEehPeOp(fd, arg)
 		return err
 	})

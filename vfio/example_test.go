@@ -100,20 +100,24 @@ func Example() {
 // 64 KiB TCEs, placed by the kernel (at 2^59 on a pSeries guest), and a
 // registered buffer mapped at its start. (Compiled, not run: it needs a
 // POWER machine.)
-func ExampleContainer_CreateWindow() {
+func ExampleSPAPR_CreateWindow() {
 	h, err := vfio.Open("0001:00:01.0", &vfio.Options{Backend: vfio.Legacy, IOMMU: vfio.SPAPRTCEv2})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer h.Close()
-	info, err := h.Container.SPAPRInfo()
+	s, err := h.Container.SPAPR() // the POWER-only calls
+	if err != nil {
+		log.Fatal(err)
+	}
+	info, err := s.Info()
 	if err != nil {
 		log.Fatal(err)
 	}
 	if info.DDW == nil || info.DDW.PageSizes&(64<<10) == 0 {
 		log.Fatal("no dynamic windows of 64 KiB pages here")
 	}
-	w, err := h.Container.CreateWindow(16, 1<<30, 1)
+	w, err := s.CreateWindow(16, 1<<30, 1)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package vfio
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -31,12 +30,8 @@ func GroupPath(n int) string { return sysfs.GroupNode(n) }
 
 // OpenGroup opens /dev/vfio/N.
 func OpenGroup(n int) (*Group, error) {
-	fd, err := kernel.OpenPath(GroupPath(n))
+	fd, err := kernel.OpenPath(GroupPath(n), kernel.Hints{unix.ENOENT: func() string { return fmt.Sprintf("no device of IOMMU group %d is bound to vfio-pci", n) }})
 	if err != nil {
-		var op *vfioerr.OpError
-		if errors.Is(err, unix.ENOENT) && errors.As(err, &op) {
-			op.Hint = fmt.Sprintf("no device of IOMMU group %d is bound to vfio-pci", n)
-		}
 		return nil, err
 	}
 	return &Group{fd: fd, id: n}, nil
@@ -66,13 +61,6 @@ func (g *Group) Dup() (int, error) { return g.fd.Dup() }
 // Close fails with ErrClosed.
 func (g *Group) Close() error { return g.fd.Close() }
 
-func (g *Group) do(op, args string, fn func(fd int) error) error {
-	if err := g.fd.Do(fn); err != nil {
-		return &vfioerr.OpError{Op: op, Object: g.fd.Name(), Args: args, Err: err}
-	}
-	return nil
-}
-
 // GroupStatus is VFIO_GROUP_GET_STATUS.
 type GroupStatus struct {
 	Viable       bool // every device is bound to a VFIO-compatible driver
@@ -82,7 +70,7 @@ type GroupStatus struct {
 // Status is VFIO_GROUP_GET_STATUS.
 func (g *Group) Status() (GroupStatus, error) {
 	var s uapi.VfioGroupStatus
-	if err := g.do("VFIO_GROUP_GET_STATUS", "", func(fd int) error { return uapi.IoctlVfioGroupGetStatus(fd, &s) }); err != nil {
+	if err := g.fd.Ioctl(kernel.Call{Op: "VFIO_GROUP_GET_STATUS"}, func(fd int) error { return uapi.IoctlVfioGroupGetStatus(fd, &s) }); err != nil {
 		return GroupStatus{}, err
 	}
 	return GroupStatus{
@@ -123,21 +111,14 @@ func (g *Group) SetContainer(c FDer) error {
 		return err
 	}
 	fd32 := int32(cfd)
-	err = g.do("VFIO_GROUP_SET_CONTAINER", fmt.Sprintf("container fd %d", cfd), func(fd int) error {
+	hints := setContainerHints
+	if spaprPlatform && !isContainer(c) {
+		hints = spaprIOMMUFDHints
+	}
+	err = g.fd.Ioctl(kernel.Call{Op: "VFIO_GROUP_SET_CONTAINER", Args: fmt.Sprintf("container fd %d", cfd), Hints: hints}, func(fd int) error {
 		_, err := uapi.IoctlVfioGroupSetContainer(fd, &fd32)
 		return err
 	})
-	var e *vfioerr.OpError
-	if errors.As(err, &e) {
-		switch {
-		case errors.Is(err, unix.EBUSY):
-			e.Hint = "the group already has a container"
-		case spaprPlatform && !isContainer(c):
-			e.Hint = spaprIOMMUFDHint
-		case errors.Is(err, unix.EPERM):
-			e.Hint = unsafeInterruptsHint()
-		}
-	}
 	if err == nil {
 		g.onIOMMUFD.Store(!isContainer(c))
 	}
@@ -149,12 +130,26 @@ func isContainer(c FDer) bool {
 	return ok
 }
 
-// spaprIOMMUFDHint says why a group on POWER cannot use /dev/iommu.
-const spaprIOMMUFDHint = "on POWER a group works only in a SPAPR TCE container: " + spaprNoIOMMUFD
+// setContainerHints explain VFIO_GROUP_SET_CONTAINER's errnos.
+var setContainerHints = kernel.Hints{
+	unix.EBUSY: kernel.Say("the group already has a container"),
+	unix.EPERM: unsafeInterruptsHint,
+}
+
+// spaprIOMMUFDHints say, for every errno, why a group on POWER cannot use
+// /dev/iommu.
+var spaprIOMMUFDHints = kernel.Hints{
+	unix.EINVAL: spaprIOMMUFDHint, unix.EPERM: spaprIOMMUFDHint, unix.EBUSY: spaprIOMMUFDHint,
+	unix.ENODEV: spaprIOMMUFDHint, unix.ENOTTY: spaprIOMMUFDHint, unix.EOPNOTSUPP: spaprIOMMUFDHint,
+}
+
+func spaprIOMMUFDHint() string {
+	return "on POWER a group works only in a SPAPR TCE container: " + spaprNoIOMMUFD
+}
 
 // UnsetContainer is VFIO_GROUP_UNSET_CONTAINER.
 func (g *Group) UnsetContainer() error {
-	return g.do("VFIO_GROUP_UNSET_CONTAINER", "", func(fd int) error {
+	return g.fd.Ioctl(kernel.Call{Op: "VFIO_GROUP_UNSET_CONTAINER"}, func(fd int) error {
 		_, err := uapi.IoctlVfioGroupUnsetContainer(fd)
 		return err
 	})
@@ -168,32 +163,40 @@ func (g *Group) Device(name string) (*Device, error) { return g.device(name, nam
 // device issues GET_DEVICE_FD with arg: the name, and for a VF its token.
 func (g *Group) device(name, arg string) (*Device, error) {
 	if name == "" || strings.ContainsRune(name, 0) || len(name) > 64 {
-		return nil, &vfioerr.OpError{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: fmt.Sprintf("%q", name), Err: unix.EINVAL, Hint: "not a device name"}
+		return nil, kernel.Call{Op: "VFIO_GROUP_GET_DEVICE_FD", Object: g.fd.Name(), Args: fmt.Sprintf("%q", name)}.Refuse(unix.EINVAL, "not a device name")
 	}
 	var raw int
-	err := g.do("VFIO_GROUP_GET_DEVICE_FD", name, func(fd int) (err error) {
+	err := g.fd.Ioctl(kernel.Call{Op: "VFIO_GROUP_GET_DEVICE_FD", Args: name, Hints: g.deviceHints(name, arg != name)}, func(fd int) (err error) {
 		raw, err = uapi.IoctlVfioGroupGetDeviceFd(fd, arg)
 		return err
 	})
-	var e *vfioerr.OpError
-	if errors.As(err, &e) {
-		if errors.Is(err, unix.EPERM) {
-			e.Hint = unsafeInterruptsHint()
-		}
-		if errors.Is(err, unix.EACCES) {
-			e.Hint = vfTokenHint(name, arg != name)
-		}
-		tokenRefused := arg != name && errors.Is(err, unix.EINVAL) && sysfs.PhysFn(name) == "" && !sysfs.IsPF(name)
-		if spaprPlatform && g.onIOMMUFD.Load() {
-			e.Hint = spaprIOMMUFDHint
-		} else if tokenRefused {
-			e.Hint = fmt.Sprintf("a VF token was given, but %s is neither an SR-IOV physical function nor a virtual function, and the kernel takes a token for no other device: open it without one (Options.VFToken, --vf-token)", name)
-		} else if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV) {
-			if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
-				e.Hint = fmt.Sprintf("group %d holds %s and needs a container with an IOMMU set", g.id, strings.Join(devs, ", "))
-			}
-		}
+	if err != nil {
 		return nil, err
 	}
 	return newDevice(raw, name)
+}
+
+// deviceHints explain GET_DEVICE_FD's errnos for the device name, opened
+// with a VF token or without.
+func (g *Group) deviceHints(name string, token bool) kernel.Hints {
+	if spaprPlatform && g.onIOMMUFD.Load() {
+		return spaprIOMMUFDHints
+	}
+	noContainer := func() string {
+		if devs, _ := sysfs.GroupDevices(g.id); len(devs) > 0 {
+			return fmt.Sprintf("group %d holds %s and needs a container with an IOMMU set", g.id, strings.Join(devs, ", "))
+		}
+		return ""
+	}
+	return kernel.Hints{
+		unix.EPERM:  unsafeInterruptsHint,
+		unix.EACCES: func() string { return vfTokenHint(name, token) },
+		unix.ENODEV: noContainer,
+		unix.EINVAL: func() string {
+			if token && sysfs.PhysFn(name) == "" && !sysfs.IsPF(name) {
+				return fmt.Sprintf("a VF token was given, but %s is neither an SR-IOV physical function nor a virtual function, and the kernel takes a token for no other device: open it without one (Options.VFToken, --vf-token)", name)
+			}
+			return noContainer()
+		},
+	}
 }

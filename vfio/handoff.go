@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/ioasid"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // A privileged helper binds and opens a device, then hands the descriptors
@@ -38,26 +38,18 @@ type handoff struct {
 // its own descriptors for the same kernel objects.
 func (h *Handle) Send(conn *net.UnixConn) error {
 	hdr := handoff{Version: handoffVersion, Backend: h.Backend.String(), Device: h.Device.Name(), DevID: h.DevID, NoIOMMU: h.NoIOMMU}
-	type duper interface{ Dup() (int, error) }
 	var dupers []duper
 	add := func(role string, d duper) {
 		hdr.FDs = append(hdr.FDs, role)
 		dupers = append(dupers, d)
 	}
 	add("device", h.Device)
-	if h.Container != nil {
-		add("container", h.Container)
-		hdr.IOMMU = int(h.Container.IOMMU())
-	}
+	h.space.mu.Lock()
+	h.space.b.describe(&hdr, add)
+	h.space.mu.Unlock()
 	if h.Group != nil {
 		add("group", h.Group)
 		hdr.Group = h.Group.ID()
-	}
-	if h.IOMMUFD != nil {
-		add("iommufd", h.IOMMUFD)
-	}
-	if h.IOAS != nil && h.Backend == Cdev {
-		hdr.IOAS = h.IOAS.ID()
 	}
 	var fds []int
 	defer func() {
@@ -77,7 +69,7 @@ func (h *Handle) Send(conn *net.UnixConn) error {
 		return err
 	}
 	if _, _, err := conn.WriteMsgUnix(msg, unix.UnixRights(fds...), nil); err != nil {
-		return &vfioerr.OpError{Op: "sendmsg", Object: conn.RemoteAddr().String(), Args: fmt.Sprintf("%d fds", len(fds)), Err: err}
+		return kernel.Call{Op: "sendmsg", Object: conn.RemoteAddr().String(), Args: fmt.Sprintf("%d fds", len(fds))}.Fail(err)
 	}
 	return nil
 }
@@ -102,12 +94,12 @@ func Receive(conn *net.UnixConn) (*Handle, error) {
 		return nil, err
 	}
 	if rerr != nil {
-		return nil, &vfioerr.OpError{Op: "recvmsg", Object: "vfio handoff", Err: rerr}
+		return nil, kernel.Call{Op: "recvmsg", Object: "vfio handoff"}.Fail(rerr)
 	}
 	var fds []int
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
-		return nil, &vfioerr.OpError{Op: "recvmsg", Object: "vfio handoff", Err: err}
+		return nil, kernel.Call{Op: "recvmsg", Object: "vfio handoff"}.Fail(err)
 	}
 	for _, m := range msgs {
 		got, err := unix.ParseUnixRights(&m)
@@ -145,14 +137,31 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp := &space{refs: 1, groups: map[int]*sharedGroup{}}
-	h := &Handle{Backend: b, space: sp, groupID: -1, DevID: hdr.DevID, NoIOMMU: hdr.NoIOMMU}
+	impl, err := newBackend(b, hdr.NoIOMMU)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handle{Backend: b, space: &space{refs: 1, b: impl}, groupID: -1, DevID: hdr.DevID, NoIOMMU: hdr.NoIOMMU}
 	deviceFD := -1
+	var container *Container
+	var iommufd *ioasid.FD
+	var group *Group
 	fail := func(err error) (*Handle, error) {
 		if h.Device == nil && deviceFD >= 0 {
 			unix.Close(deviceFD)
 		}
-		h.Close()
+		if container != nil {
+			container.Close()
+		}
+		if iommufd != nil {
+			iommufd.Close()
+		}
+		if group != nil {
+			group.Close()
+		}
+		if h.Device != nil {
+			h.Device.Close()
+		}
 		return nil, err
 	}
 	for i, role := range hdr.FDs {
@@ -161,25 +170,16 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 		switch role {
 		case "device":
 			deviceFD = fd
-			continue
 		case "container":
-			if sp.container, err = NewContainer(fd, IOMMUType(hdr.IOMMU)); err != nil {
+			if container, err = NewContainer(fd, IOMMUType(hdr.IOMMU)); err != nil {
 				return fail(err)
-			}
-			if !hdr.NoIOMMU {
-				if sp.mapper, err = containerMapper(sp.container); err != nil {
-					return fail(err)
-				}
 			}
 		case "group":
-			g, err := NewGroup(fd, hdr.Group)
-			if err != nil {
+			if group, err = NewGroup(fd, hdr.Group); err != nil {
 				return fail(err)
 			}
-			sp.groups[hdr.Group] = &sharedGroup{g: g, refs: 1}
-			h.Group, h.groupID = g, hdr.Group
 		case "iommufd":
-			if sp.iommufd, err = ioasid.NewFD(fd); err != nil {
+			if iommufd, err = ioasid.NewFD(fd); err != nil {
 				return fail(err)
 			}
 		default:
@@ -193,22 +193,40 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if h.Device, err = NewDevice(deviceFD, hdr.Device); err != nil {
 		return fail(err)
 	}
-	switch {
-	case hdr.NoIOMMU && (sp.container != nil || sp.iommufd != nil): // no IOAS: nothing translates
-	case b == Cdev && sp.iommufd != nil:
-		sp.ioas, err = sp.iommufd.IOASByID(hdr.IOAS)
-	case b == GroupIOMMUFD && sp.iommufd != nil:
-		sp.ioas, err = sp.iommufd.CompatIOAS()
-	case (b == Legacy || b == IOMMUFDCompat) && sp.container != nil:
-	default:
-		err = fmt.Errorf("backend %s arrived without the descriptors it needs (%v)", b, hdr.FDs)
+	switch be := impl.(type) {
+	case *containerBackend:
+		if container == nil || group == nil {
+			break
+		}
+		be.receive(container)
+		be.adopt(h, group)
+	case *spaprBackend:
+		if container == nil || group == nil {
+			break
+		}
+		err = be.receive(container)
+		be.adopt(h, group)
+	case *groupIOMMUFDBackend:
+		if iommufd == nil || group == nil {
+			break
+		}
+		err = be.receive(iommufd)
+		be.adopt(h, group)
+	case *cdevBackend:
+		if iommufd == nil {
+			break
+		}
+		err = be.receive(iommufd, hdr.IOAS)
 	}
 	if err != nil {
 		return fail(err)
 	}
-	if sp.ioas != nil {
-		sp.mapper = sp.ioas
+	received := container != nil || iommufd != nil
+	container, iommufd, group = nil, nil, nil // the backend owns them now
+	if !received {
+		return fail(fmt.Errorf("backend %s arrived without the descriptors it needs (%v)", b, hdr.FDs))
 	}
-	h.Mapper, h.Container, h.IOMMUFD, h.IOAS = sp.mapper, sp.container, sp.iommufd, sp.ioas
+	h.Mapper = impl.mapper()
+	impl.expose(h)
 	return h, nil
 }

@@ -41,11 +41,10 @@ func (i IRQInfo) NoResize() bool   { return i.Flags&uapi.VFIO_IRQ_INFO_NORESIZE 
 // IRQInfo is VFIO_DEVICE_GET_IRQ_INFO for index i.
 func (d *Device) IRQInfo(i int) (IRQInfo, error) {
 	if n := d.Info().NumIRQs; i < 0 || uint32(i) >= n {
-		return IRQInfo{}, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_IRQ_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
-			Hint: fmt.Sprintf("the device has IRQ indexes 0 to %d", int(n)-1)}
+		return IRQInfo{}, kernel.Call{Op: "VFIO_DEVICE_GET_IRQ_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Refuse(unix.EINVAL, fmt.Sprintf("the device has IRQ indexes 0 to %d", int(n)-1))
 	}
 	info := uapi.VfioIrqInfo{Index: uint32(i)}
-	if err := d.do("VFIO_DEVICE_GET_IRQ_INFO", fmt.Sprintf("index %d", i), func(fd int) error { return uapi.IoctlVfioDeviceGetIrqInfo(fd, &info) }); err != nil {
+	if err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_GET_IRQ_INFO", Args: fmt.Sprintf("index %d", i)}, func(fd int) error { return uapi.IoctlVfioDeviceGetIrqInfo(fd, &info) }); err != nil {
 		return IRQInfo{}, err
 	}
 	return IRQInfo{Index: info.Index, Count: info.Count, Flags: info.Flags}, nil
@@ -57,7 +56,7 @@ func (d *Device) setIRQs(flags, index, start, count uint32, data []byte, what st
 	buf := kernel.HeapBytes(hdr + len(data))
 	*(*uapi.VfioIrqSet)(unsafe.Pointer(&buf[0])) = uapi.VfioIrqSet{Flags: flags, Index: index, Start: start, Count: count}
 	copy(buf[hdr:], data)
-	return d.do("VFIO_DEVICE_SET_IRQS", fmt.Sprintf("%s index %d start %d count %d", what, index, start, count),
+	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_SET_IRQS", Args: fmt.Sprintf("%s index %d start %d count %d", what, index, start, count)},
 		func(fd int) error { return uapi.IoctlVfioDeviceSetIrqs(fd, buf) })
 }
 
@@ -123,7 +122,7 @@ type Eventfd struct {
 func NewEventfd() (*Eventfd, error) {
 	raw, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return nil, &vfioerr.OpError{Op: "eventfd", Err: err}
+		return nil, kernel.Call{Op: "eventfd"}.Fail(err)
 	}
 	return &Eventfd{f: os.NewFile(uintptr(raw), "eventfd")}, nil
 }
@@ -148,7 +147,7 @@ func (e *Eventfd) wrap(op string, err error) error {
 	if e.closed.Load() || errors.Is(err, os.ErrClosed) {
 		err = vfioerr.ErrClosed
 	}
-	return &vfioerr.OpError{Op: op, Object: "eventfd", Err: err}
+	return kernel.Call{Op: op, Object: "eventfd"}.Fail(err)
 }
 
 // Wait blocks until the counter is non-zero or the timeout passes, then

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -36,7 +37,7 @@ func (m *MMIO) access(off, width uintptr, fn func(p unsafe.Pointer)) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.mem == nil {
-		panic(&vfioerr.OpError{Op: "MMIO access", Object: m.name, Err: vfioerr.ErrClosed})
+		panic(kernel.Call{Op: "MMIO access", Object: m.name}.Fail(vfioerr.ErrClosed))
 	}
 	if off%width != 0 || !within(uint64(off), uint64(width), uint64(len(m.mem))) {
 		panic(fmt.Sprintf("vfio: MMIO access of %d bytes at %#x outside the %#x-byte mapping of %s or unaligned", width, off, len(m.mem), m.name))
@@ -71,10 +72,10 @@ func (m *MMIO) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.mem == nil {
-		return &vfioerr.OpError{Op: "munmap", Object: m.name, Err: vfioerr.ErrClosed}
+		return kernel.Call{Op: "munmap", Object: m.name}.Fail(vfioerr.ErrClosed)
 	}
 	if err := unix.Munmap(m.mem); err != nil {
-		return &vfioerr.OpError{Op: "munmap", Object: m.name, Err: err}
+		return kernel.Call{Op: "munmap", Object: m.name}.Fail(err)
 	}
 	m.mem = nil
 	return nil

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // PCI region indexes of vfio-pci.
@@ -45,13 +45,12 @@ func (r *Region) Mappable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_MMA
 // Region is VFIO_DEVICE_GET_REGION_INFO for index i.
 func (d *Device) Region(i int) (*Region, error) {
 	if n := d.Info().NumRegions; i < 0 || uint32(i) >= n {
-		return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: unix.EINVAL,
-			Hint: fmt.Sprintf("the device has regions 0 to %d", int(n)-1)}
+		return nil, kernel.Call{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Refuse(unix.EINVAL, fmt.Sprintf("the device has regions 0 to %d", int(n)-1))
 	}
 	hdr := uint32(unsafe.Sizeof(uapi.VfioRegionInfo{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
 		(*uapi.VfioRegionInfo)(unsafe.Pointer(&b[0])).Index = uint32(i)
-		return d.do("VFIO_DEVICE_GET_REGION_INFO", fmt.Sprintf("index %d", i), func(fd int) error { return uapi.IoctlVfioDeviceGetRegionInfo(fd, b) })
+		return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_GET_REGION_INFO", Args: fmt.Sprintf("index %d", i)}, func(fd int) error { return uapi.IoctlVfioDeviceGetRegionInfo(fd, b) })
 	})
 	if err != nil {
 		return nil, err
@@ -65,7 +64,7 @@ func (d *Device) Region(i int) (*Region, error) {
 		return r, nil
 	}
 	if r.Caps, err = uapi.Caps(buf, raw.CapOffset, hdr); err != nil {
-		return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.name, Args: fmt.Sprintf("index %d", i), Err: err}
+		return nil, kernel.Call{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Fail(err)
 	}
 	for _, c := range r.Caps {
 		switch c.ID {
@@ -109,8 +108,7 @@ func within(off, n, size uint64) bool { return n <= size && off <= size-n }
 
 func (r *Region) check(op string, off int64, n int) error {
 	if off < 0 || n < 0 || !within(uint64(off), uint64(n), r.Size) {
-		return &vfioerr.OpError{Op: op, Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n), Err: unix.EINVAL,
-			Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
+		return kernel.Call{Op: op, Object: r.dev.Name(), Args: fmt.Sprintf("region %d offset %#x length %d", r.Index, off, n)}.Refuse(unix.EINVAL, fmt.Sprintf("the region is %#x bytes", r.Size))
 	}
 	return nil
 }
@@ -118,7 +116,7 @@ func (r *Region) check(op string, off int64, n int) error {
 // ReadAt reads from the region through the device fd (pread).
 func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 	if !r.Readable() {
-		return 0, &vfioerr.OpError{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not readable"}
+		return 0, kernel.Call{Op: "read", Object: r.dev.Name(), Args: fmt.Sprintf("region %d", r.Index)}.Refuse(unix.EACCES, "region is not readable")
 	}
 	if err := r.check("read", off, len(p)); err != nil {
 		return 0, err
@@ -129,7 +127,7 @@ func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 		return err
 	})
 	if err != nil {
-		return n, &vfioerr.OpError{Op: "read", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+		return n, kernel.Call{Op: "read", Object: r.dev.Name(), Args: fmt.Sprintf("region %d offset %#x", r.Index, off)}.Fail(err)
 	}
 	return n, nil
 }
@@ -137,7 +135,7 @@ func (r *Region) ReadAt(p []byte, off int64) (int, error) {
 // WriteAt writes to the region through the device fd (pwrite).
 func (r *Region) WriteAt(p []byte, off int64) (int, error) {
 	if !r.Writable() {
-		return 0, &vfioerr.OpError{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EACCES, Hint: "region is not writable"}
+		return 0, kernel.Call{Op: "write", Object: r.dev.Name(), Args: fmt.Sprintf("region %d", r.Index)}.Refuse(unix.EACCES, "region is not writable")
 	}
 	if err := r.check("write", off, len(p)); err != nil {
 		return 0, err
@@ -148,7 +146,7 @@ func (r *Region) WriteAt(p []byte, off int64) (int, error) {
 		return err
 	})
 	if err != nil {
-		return n, &vfioerr.OpError{Op: "write", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x", r.Index, off), Err: err}
+		return n, kernel.Call{Op: "write", Object: r.dev.Name(), Args: fmt.Sprintf("region %d offset %#x", r.Index, off)}.Fail(err)
 	}
 	return n, nil
 }
@@ -160,10 +158,10 @@ func (r *Region) Map() (*MMIO, error) { return r.MapRange(0, r.Size) }
 // MapRange mmaps [off, off+size) of the region.
 func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
 	if !r.Mappable() {
-		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d", r.Index), Err: unix.EINVAL, Hint: "region is not mmap-able; use ReadAt/WriteAt"}
+		return nil, kernel.Call{Op: "mmap", Object: r.dev.Name(), Args: fmt.Sprintf("region %d", r.Index)}.Refuse(unix.EINVAL, "region is not mmap-able; use ReadAt/WriteAt")
 	}
 	if size == 0 || !within(off, size, r.Size) {
-		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: unix.EINVAL, Hint: fmt.Sprintf("the region is %#x bytes", r.Size)}
+		return nil, kernel.Call{Op: "mmap", Object: r.dev.Name(), Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size)}.Refuse(unix.EINVAL, fmt.Sprintf("the region is %#x bytes", r.Size))
 	}
 	prot := 0
 	if r.Readable() {
@@ -178,7 +176,7 @@ func (r *Region) MapRange(off, size uint64) (*MMIO, error) {
 		return err
 	})
 	if err != nil {
-		return nil, &vfioerr.OpError{Op: "mmap", Object: r.dev.name, Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size), Err: err}
+		return nil, kernel.Call{Op: "mmap", Object: r.dev.Name(), Args: fmt.Sprintf("region %d offset %#x size %#x", r.Index, off, size)}.Fail(err)
 	}
-	return &MMIO{mem: mem, name: fmt.Sprintf("%s region %d", r.dev.name, r.Index)}, nil
+	return &MMIO{mem: mem, name: fmt.Sprintf("%s region %d", r.dev.Name(), r.Index)}, nil
 }

@@ -3,14 +3,12 @@ package vfio
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Dependent is a device a PCI hot reset would affect.
@@ -18,10 +16,12 @@ type Dependent struct {
 	Segment uint16
 	Bus     uint8
 	Devfn   uint8
-	// GroupID is the device's IOMMU group, or on the cdev path (DevIDSet)
-	// its iommufd device id: 0 when this process owns it some other way,
-	// and NotOwned when it does not own it at all.
-	GroupID  uint32
+	// GroupID is the device's IOMMU group (the group path).
+	GroupID uint32
+	// DevID, when DevIDSet (the cdev path, Linux 6.6), is its iommufd
+	// device id: 0 when this process owns it some other way, and NotOwned
+	// when it does not own it at all.
+	DevID    uint32
 	DevIDSet bool
 }
 
@@ -42,7 +42,7 @@ func (d *Device) HotResetInfo() ([]Dependent, error) {
 	size := hdr + 8*elem
 	for try := 0; try < 4; try++ {
 		buf := kernel.HeapBytes(int(size))
-		err := d.do("VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", "", func(fd int) error { return uapi.IoctlVfioDeviceGetPciHotResetInfo(fd, buf) })
+		err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Hints: hotResetHints}, func(fd int) error { return uapi.IoctlVfioDeviceGetPciHotResetInfo(fd, buf) })
 		info, derr := uapi.Decode[uapi.VfioPciHotResetInfo](buf)
 		if derr != nil {
 			return nil, derr
@@ -52,11 +52,10 @@ func (d *Device) HotResetInfo() ([]Dependent, error) {
 			continue
 		}
 		if err != nil {
-			err.(*vfioerr.OpError).Hint = hotResetHint(err)
 			return nil, err
 		}
 		if hdr+info.Count*elem > uint32(len(buf)) {
-			return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EOVERFLOW, Hint: fmt.Sprintf("%d devices overflow the buffer", info.Count)}
+			return nil, kernel.Call{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.Name()}.Refuse(unix.EOVERFLOW, fmt.Sprintf("%d devices overflow the buffer", info.Count))
 		}
 		out := make([]Dependent, info.Count)
 		for i := range out {
@@ -64,18 +63,21 @@ func (d *Device) HotResetInfo() ([]Dependent, error) {
 			if err != nil {
 				return nil, err
 			}
-			out[i] = Dependent{Segment: p.Segment, Bus: p.Bus, Devfn: p.Devfn, GroupID: p.GroupId, DevIDSet: info.Flags&uapi.VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0}
+			out[i] = Dependent{Segment: p.Segment, Bus: p.Bus, Devfn: p.Devfn}
+			if info.Flags&uapi.VFIO_PCI_HOT_RESET_FLAG_DEV_ID != 0 {
+				out[i].DevID, out[i].DevIDSet = p.GroupId, true // devid shares the member
+			} else {
+				out[i].GroupID = p.GroupId
+			}
 		}
 		return out, nil
 	}
-	return nil, &vfioerr.OpError{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.name, Err: unix.EAGAIN, Hint: "the device count kept changing"}
+	return nil, kernel.Call{Op: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", Object: d.Name()}.Refuse(unix.EAGAIN, "the device count kept changing")
 }
 
-func hotResetHint(err error) string {
-	if errors.Is(err, unix.ENODEV) {
-		return "the device supports no bus or slot reset (it may sit on the root bus)"
-	}
-	return ""
+// hotResetHints explain the hot reset ioctls' errnos.
+var hotResetHints = kernel.Hints{
+	unix.ENODEV: kernel.Say("the device supports no bus or slot reset (it may sit on the root bus)"),
 }
 
 // HotReset is VFIO_DEVICE_PCI_HOT_RESET, a secondary bus (or slot) reset.
@@ -94,55 +96,6 @@ func (d *Device) HotReset(groups ...*Group) error {
 		}
 		*(*int32)(unsafe.Pointer(&buf[hdr+4*i])) = int32(fd)
 	}
-	err := d.do("VFIO_DEVICE_PCI_HOT_RESET", fmt.Sprintf("%d groups", len(groups)), func(fd int) error { return uapi.IoctlVfioDevicePciHotReset(fd, buf) })
-	var e *vfioerr.OpError
-	if errors.As(err, &e) {
-		e.Hint = hotResetHint(err)
-	}
-	return err
-}
-
-// HotReset resets the Handle's device by its bus or slot, with every
-// device that reset affects. They must all be owned by this process: on the
-// group path their groups must be among the Handle's (Options.Join opens
-// more devices into it); on the cdev path they must be bound to its
-// iommufd. If one is not, nothing is reset and the error names it.
-func (h *Handle) HotReset() error {
-	deps, err := h.Device.HotResetInfo()
-	if err != nil {
-		return err
-	}
-	var missing []string
-	if h.Backend == Cdev {
-		for _, dep := range deps {
-			if dep.DevIDSet && dep.GroupID == NotOwned {
-				missing = append(missing, dep.Address()+" (not bound to this iommufd)")
-			}
-		}
-		if len(missing) == 0 {
-			return h.Device.HotReset()
-		}
-	} else {
-		h.space.mu.Lock()
-		have := map[int]*Group{}
-		for id, sg := range h.space.groups {
-			have[id] = sg.g
-		}
-		h.space.mu.Unlock()
-		var groups []*Group
-		seen := map[int]bool{}
-		for _, dep := range deps {
-			id := int(dep.GroupID)
-			if g := have[id]; g != nil && !seen[id] {
-				groups, seen[id] = append(groups, g), true
-			} else if g == nil {
-				missing = append(missing, fmt.Sprintf("%s (IOMMU group %d, not open here)", dep.Address(), id))
-			}
-		}
-		if len(missing) == 0 {
-			return h.Device.HotReset(groups...)
-		}
-	}
-	return &vfioerr.OpError{Op: "VFIO_DEVICE_PCI_HOT_RESET", Object: h.Device.Name(), Err: unix.EPERM,
-		Hint: "the reset would also reset " + strings.Join(missing, ", ") + ", which this process does not own"}
+	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_PCI_HOT_RESET", Args: fmt.Sprintf("%d groups", len(groups)), Hints: hotResetHints},
+		func(fd int) error { return uapi.IoctlVfioDevicePciHotReset(fd, buf) })
 }

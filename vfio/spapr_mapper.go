@@ -2,14 +2,12 @@ package vfio
 
 import (
 	"errors"
-	"fmt"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/vfioerr"
+	"github.com/vfioctl/vfioctl/uapi"
 )
 
 // SPAPRMapper is the dma.Mapper of a SPAPR TCE v2 container for code
@@ -17,7 +15,7 @@ import (
 // memory (VFIO_IOMMU_SPAPR_REGISTER_MEMORY) before mapping them, and Unmap
 // unregisters them once nothing maps them any more, as QEMU registers
 // guest RAM before it maps it. Memory the caller registered itself
-// through the same Container (RegisterMemory) is mapped as it is and left
+// through the same container (SPAPR.RegisterMemory) is mapped as it is and left
 // registered; pages that overlap a registration made otherwise are
 // refused (EINVAL), never mapped through it.
 //
@@ -26,7 +24,7 @@ import (
 // be translated to the old pages. Map and Unmap allocate only when more
 // mappings are live than ever before.
 type SPAPRMapper struct {
-	c    *Container
+	s    *SPAPR
 	mu   sync.Mutex
 	live []spaprMapping
 }
@@ -35,32 +33,31 @@ type SPAPRMapper struct {
 // system pages), how much of it is still mapped, and whether this mapper
 // registered it.
 type spaprMapping struct {
-	iova, size       uint64
-	regStart, regLen uint64
-	mapped           uint64
-	owner            bool
+	iova, size uint64
+	reg        uapi.Pointer // the first registered page
+	regLen     uint64
+	mapped     uint64
+	owner      bool
 }
 
-// NewSPAPRMapper wraps a container set to SPAPRTCEv2.
-func NewSPAPRMapper(c *Container) (*SPAPRMapper, error) {
-	if err := c.requireModel("SPAPR mapper", SPAPRTCEv2); err != nil {
+// NewSPAPRMapper is the mapper of a SPAPR TCE v2 container.
+func NewSPAPRMapper(s *SPAPR) (*SPAPRMapper, error) {
+	if err := s.require("SPAPR mapper", SPAPRTCEv2); err != nil {
 		return nil, err
 	}
-	return &SPAPRMapper{c: c}, nil
+	return &SPAPRMapper{s: s}, nil
 }
 
-// Container is the container the mapper programs.
-func (m *SPAPRMapper) Container() *Container { return m.c }
+// SPAPR is the container the mapper programs.
+func (m *SPAPRMapper) SPAPR() *SPAPR { return m.s }
 
 // Map registers (unless already registered) and maps mem at iova.
 func (m *SPAPRMapper) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	if len(mem) == 0 {
-		return m.c.Map(iova, mem, perm) // the container's own error
+		return m.s.Map(iova, mem, perm) // the container's own error
 	}
-	page := uint64(unix.Getpagesize())
-	vaddr := uint64(uintptr(unsafe.Pointer(&mem[0])))
-	regStart := vaddr &^ (page - 1)
-	regLen := (vaddr+uint64(len(mem))+page-1)&^(page-1) - regStart
+	reg, regLen := uapi.PageSpan(mem, uintptr(unix.Getpagesize()))
+	vaddr := uint64(uapi.SlicePointer(mem).Addr())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	// Pages this mapper or the caller (Container.RegisterMemory) already
@@ -68,26 +65,26 @@ func (m *SPAPRMapper) Map(iova uint64, mem []byte, perm dma.Perm) error {
 	// an error: mapping over a registration nobody here knows of could
 	// translate to pages freed since (a registration pins its pages).
 	owner := false
-	if !m.registered(regStart, regLen) && !m.c.registeredCovers(vaddr, vaddr+uint64(len(mem))-1) {
-		if err := m.c.registerRange(opRegister, regStart, regLen, mem); err != nil {
+	if !m.registered(reg, regLen) && !m.s.registeredCovers(vaddr, vaddr+uint64(len(mem))-1) {
+		if err := m.s.registerSpan(opRegister, reg, regLen); err != nil {
 			return err
 		}
 		owner = true
 	}
-	if err := m.c.Map(iova, mem, perm); err != nil {
+	if err := m.s.Map(iova, mem, perm); err != nil {
 		if owner {
-			m.c.registerRange(opUnregister, regStart, regLen, mem)
+			m.s.registerSpan(opUnregister, reg, regLen)
 		}
 		return err
 	}
-	m.live = append(m.live, spaprMapping{iova: iova, size: uint64(len(mem)), regStart: regStart, regLen: regLen, mapped: uint64(len(mem)), owner: owner})
+	m.live = append(m.live, spaprMapping{iova: iova, size: uint64(len(mem)), reg: reg, regLen: regLen, mapped: uint64(len(mem)), owner: owner})
 	return nil
 }
 
 // registered: a live mapping's registration holds exactly these pages.
-func (m *SPAPRMapper) registered(start, n uint64) bool {
+func (m *SPAPRMapper) registered(start uapi.Pointer, n uint64) bool {
 	for _, l := range m.live {
-		if l.regStart == start && l.regLen == n {
+		if l.reg == start && l.regLen == n {
 			return true
 		}
 	}
@@ -107,10 +104,9 @@ func (m *SPAPRMapper) Unmap(iova, size uint64) error {
 		}
 	}
 	if i < 0 {
-		return &vfioerr.OpError{Op: "VFIO_IOMMU_UNMAP_DMA", Object: m.c.fd.Name(), Args: fmt.Sprintf("iova=%#x size=%#x", iova, size),
-			Err: unix.ENOENT, Hint: "not inside any mapping of this mapper"}
+		return m.s.c.dmaCall(opUnmapDMA, iova, size, nil).Refuse(unix.ENOENT, "not inside any mapping of this mapper")
 	}
-	if err := m.c.Unmap(iova, size); err != nil {
+	if err := m.s.Unmap(iova, size); err != nil {
 		return err
 	}
 	l := &m.live[i]
@@ -130,12 +126,12 @@ func (m *SPAPRMapper) release(done spaprMapping) error {
 		return nil
 	}
 	for j := range m.live {
-		if m.live[j].regStart == done.regStart && m.live[j].regLen == done.regLen {
+		if m.live[j].reg == done.reg && m.live[j].regLen == done.regLen {
 			m.live[j].owner = true
 			return nil
 		}
 	}
-	return m.c.registerRange(opUnregister, done.regStart, done.regLen, nil)
+	return m.s.registerSpan(opUnregister, done.reg, done.regLen)
 }
 
 // UnmapAll clears every window and unregisters what this mapper
@@ -144,7 +140,7 @@ func (m *SPAPRMapper) release(done spaprMapping) error {
 func (m *SPAPRMapper) UnmapAll() (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.c.spaprUnmapAll(); err != nil {
+	if _, err := m.s.UnmapAll(); err != nil {
 		return 0, err
 	}
 	var n uint64
@@ -159,9 +155,9 @@ func (m *SPAPRMapper) UnmapAll() (uint64, error) {
 }
 
 // IOVARanges are the container's windows.
-func (m *SPAPRMapper) IOVARanges() ([]dma.Range, error) { return m.c.IOVARanges() }
+func (m *SPAPRMapper) IOVARanges() ([]dma.Range, error) { return m.s.IOVARanges() }
 
 // Alignment is the largest TCE page size of the windows.
-func (m *SPAPRMapper) Alignment() (uint64, error) { return m.c.Alignment() }
+func (m *SPAPRMapper) Alignment() (uint64, error) { return m.s.Alignment() }
 
 var _ dma.Mapper = (*SPAPRMapper)(nil)

@@ -13,7 +13,6 @@ import (
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // VFToken is the shared secret between the user of an SR-IOV physical
@@ -57,12 +56,21 @@ func (d *Device) SetVFToken(t VFToken) error {
 	buf := kernel.HeapBytes(hdr + len(t))
 	(*uapi.VfioDeviceFeature)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN
 	copy(buf[hdr:], t[:])
-	err := d.do("VFIO_DEVICE_FEATURE", "set PCI_VF_TOKEN", func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
-	var e *vfioerr.OpError
-	if errors.As(err, &e) && (errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL)) {
-		e.Hint = "the device has no VF token: it must be an SR-IOV physical function on vfio-pci, loaded with vfio_pci.enable_sriov=1"
-	}
-	return err
+	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: "set PCI_VF_TOKEN", Hints: vfTokenHints},
+		func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
+}
+
+// vfTokenHints explain a refused SetVFToken.
+var vfTokenHints = kernel.Hints{
+	unix.ENOTTY: noVFToken,
+	unix.EINVAL: noVFToken,
+}
+
+var noVFToken = kernel.Say("the device has no VF token: it must be an SR-IOV physical function on vfio-pci, loaded with vfio_pci.enable_sriov=1")
+
+func init() {
+	_ = errors.Is // keep imports stable while the file is rewritten
+
 }
 
 // DeviceWithVFToken is Group.Device for a virtual function whose physical

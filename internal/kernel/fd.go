@@ -35,7 +35,7 @@ var (
 // reports (e.g. "/dev/vfio/12").
 func NewFD(raw int, name string) (*FD, error) {
 	if raw < 0 {
-		return nil, &vfioerr.OpError{Op: "use fd", Object: name, Args: fmt.Sprint(raw), Err: unix.EBADF}
+		return nil, Call{Op: "use fd", Object: name, Args: fmt.Sprint(raw)}.Fail(unix.EBADF)
 	}
 	f := &FD{raw: raw, name: name}
 	openMu.Lock()
@@ -44,17 +44,32 @@ func NewFD(raw int, name string) (*FD, error) {
 	return f, nil
 }
 
-// OpenPath opens path read-write and close-on-exec.
-func OpenPath(path string) (*FD, error) {
+// OpenPath opens path read-write and close-on-exec; hints explain its
+// failures (nil for none).
+func OpenPath(path string, hints Hints) (*FD, error) {
 	raw, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &vfioerr.OpError{Op: "open", Object: path, Err: err}
+		return nil, Call{Op: "open", Object: path, Hints: hints}.Fail(err)
 	}
 	return NewFD(raw, path)
 }
 
-// Name is what the FD was opened as.
-func (f *FD) Name() string { return f.name }
+// Name is what the FD was opened as, or last renamed to.
+func (f *FD) Name() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.name
+}
+
+// Rename changes what errors and leak reports call f (a device cdev opened
+// by path is then known by its PCI address).
+func (f *FD) Rename(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	openMu.Lock()
+	defer openMu.Unlock()
+	f.name = name
+}
 
 // Int returns the raw descriptor while f is open. The caller must not
 // close it, and it may be closed (and its number reused) once Int returns:
@@ -91,7 +106,7 @@ func NameOf(fd int, fallback string) string {
 }
 
 func (f *FD) closedError(op string) error {
-	return &vfioerr.OpError{Op: op, Object: f.name, Err: vfioerr.ErrClosed}
+	return Call{Op: op, Object: f.name}.Fail(vfioerr.ErrClosed)
 }
 
 // Close closes the descriptor; closing twice is an error (ErrClosed).
@@ -101,7 +116,7 @@ func (f *FD) Close() error {
 		return err
 	}
 	if err := unix.Close(raw); err != nil {
-		return &vfioerr.OpError{Op: "close", Object: f.name, Err: err}
+		return Call{Op: "close", Object: f.Name()}.Fail(err)
 	}
 	return nil
 }
@@ -120,7 +135,7 @@ func (f *FD) Dup() (int, error) {
 		return err
 	})
 	if err != nil {
-		return -1, &vfioerr.OpError{Op: "dup", Object: f.name, Err: err}
+		return -1, Call{Op: "dup", Object: f.Name()}.Fail(err)
 	}
 	return fd, nil
 }

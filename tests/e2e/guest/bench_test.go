@@ -59,14 +59,14 @@ func rawMapUnmap(b *testing.B, h *vfio.Handle, iova uint64, mem []byte) {
 	for i := 0; i < b.N; i++ {
 		if h.Container != nil {
 			m := uapi.VfioIommuType1DmaMap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaMap{})), Flags: uapi.VFIO_DMA_MAP_FLAG_READ | uapi.VFIO_DMA_MAP_FLAG_WRITE,
-				Vaddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), Iova: iova, Size: uint64(len(mem))}
+				Vaddr: uapi.SlicePointer(mem), Iova: iova, Size: uint64(len(mem))}
 			ioctl(uapi.VFIO_IOMMU_MAP_DMA, unsafe.Pointer(&m))
 			u := uapi.VfioIommuType1DmaUnmap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaUnmap{})), Iova: iova, Size: uint64(len(mem))}
 			ioctl(uapi.VFIO_IOMMU_UNMAP_DMA, unsafe.Pointer(&u))
 		} else {
 			m := uapi.IommuIoasMap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasMap{})), IoasId: h.IOAS.ID(),
 				Flags:  uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_WRITEABLE,
-				UserVa: uint64(uintptr(unsafe.Pointer(&mem[0]))), Length: uint64(len(mem)), Iova: iova}
+				UserVa: uapi.SlicePointer(mem), Length: uint64(len(mem)), Iova: iova}
 			ioctl(uapi.IOMMU_IOAS_MAP, unsafe.Pointer(&m))
 			u := uapi.IommuIoasUnmap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasUnmap{})), IoasId: h.IOAS.ID(), Iova: iova, Length: uint64(len(mem))}
 			ioctl(uapi.IOMMU_IOAS_UNMAP, unsafe.Pointer(&u))

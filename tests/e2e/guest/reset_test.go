@@ -268,7 +268,7 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 	}
 	ids := map[string]uint32{}
 	for _, d := range deps {
-		ids[d.Address()] = d.GroupID
+		ids[d.Address()] = d.DevID
 	}
 	if len(deps) != 2 || ids[pair[0]] != h.DevID || ids[pair[1]] != 0 || !deps[0].DevIDSet {
 		t.Errorf("cdev hot reset info %+v: want %s as device id %d and %s owned through the group (0)", deps, pair[0], h.DevID, pair[1])

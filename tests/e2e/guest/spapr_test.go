@@ -33,9 +33,10 @@ func init() {
 	}
 }
 
-// spaprContainer opens edu's group into a fresh container set to t; edu
-// itself is opened and mapped (BAR0, bus mastering) through the group.
-func spaprContainer(t *testing.T, addr string, typ vfio.IOMMUType) (*vfio.Container, *edu.Edu) {
+// spaprContainer opens edu's group into a fresh container set to t and
+// returns its SPAPR side; edu itself is opened and mapped (BAR0, bus
+// mastering) through the group.
+func spaprContainer(t *testing.T, addr string, typ vfio.IOMMUType) (*vfio.SPAPR, *edu.Edu) {
 	t.Helper()
 	c, err := vfio.OpenContainer()
 	if err != nil {
@@ -55,6 +56,10 @@ func spaprContainer(t *testing.T, addr string, typ vfio.IOMMUType) (*vfio.Contai
 	if err := c.SetIOMMU(typ); err != nil {
 		t.Fatal(err)
 	}
+	s, err := c.SPAPR()
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := g.Device(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +75,7 @@ func spaprContainer(t *testing.T, addr string, typ vfio.IOMMUType) (*vfio.Contai
 		g.Close()
 		c.Close()
 	})
-	return c, e
+	return s, e
 }
 
 // roundtrip runs edu's DMA round trip through buf mapped at iova.
@@ -131,7 +136,7 @@ func TestSPAPR(t *testing.T) {
 
 	t.Run("v2", func(t *testing.T) {
 		c, e := spaprContainer(t, addr, vfio.SPAPRTCEv2)
-		info, err := c.SPAPRInfo()
+		info, err := c.Info()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,12 +246,12 @@ func TestSPAPR(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Still mapped at 0x40000: still registered (by the mapper).
-		wantErrno(t, "registering pages the mapper holds", h.Container.RegisterMemory(page), unix.EBUSY, "already registered")
+		wantErrno(t, "registering pages the mapper holds", spaprOf(t, h).RegisterMemory(page), unix.EBUSY, "already registered")
 		if err := h.Mapper.Unmap(0x40000, 4096); err != nil {
 			t.Fatal(err)
 		}
 		// The last unmap unregistered them: they register anew.
-		if err := h.Container.RegisterMemory(page); err != nil {
+		if err := spaprOf(t, h).RegisterMemory(page); err != nil {
 			t.Fatalf("registering the pages after the mapper's last unmap: %v", err)
 		}
 		// Pages the caller registered are mapped as they are, and stay.
@@ -257,7 +262,7 @@ func TestSPAPR(t *testing.T) {
 		if err := h.Mapper.Unmap(0x20000, uint64(buf.Len())); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.Container.UnregisterMemory(page); err != nil {
+		if err := spaprOf(t, h).UnregisterMemory(page); err != nil {
 			t.Fatalf("the caller's registration after the mapper's unmap: %v", err)
 		}
 		wantErrno(t, "unmapping what the mapper never mapped", h.Mapper.Unmap(0x80000, 4096), unix.ENOENT, "not inside any mapping")
@@ -265,7 +270,7 @@ func TestSPAPR(t *testing.T) {
 
 	t.Run("v1", func(t *testing.T) {
 		c, e := spaprContainer(t, addr, vfio.SPAPRTCE)
-		info, err := c.SPAPRInfo()
+		info, err := c.Info()
 		if err != nil || info.DDW != nil {
 			t.Fatalf("v1 GET_INFO %+v, %v: want no DDW", info, err)
 		}
@@ -295,7 +300,7 @@ func TestSPAPR(t *testing.T) {
 
 	t.Run("eeh", func(t *testing.T) {
 		c, _ := spaprContainer(t, addr, vfio.SPAPRTCEv2)
-		ok, _ := c.CheckExtension(uapi.VFIO_EEH)
+		ok, _ := c.Container().CheckExtension(uapi.VFIO_EEH)
 		_, err := c.EEH(vfio.EEHEnable)
 		st, serr := c.EEH(vfio.EEHGetState)
 		t.Logf("EEH extension %v; enable: %v; state %v, %v", ok, err, st, serr)
@@ -464,12 +469,16 @@ func bothGroupsMap(t *testing.T, addrs []string, m mode, buf *dma.Buffer) (strin
 	if err := c.SetIOMMU(m.iommu); err != nil {
 		return "SetIOMMU", err
 	}
+	s, err := c.SPAPR()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if m.iommu == vfio.SPAPRTCEv2 {
-		if err := c.RegisterMemory(unsafe.Slice(&buf.Bytes()[0], os.Getpagesize())); err != nil {
+		if err := s.RegisterMemory(unsafe.Slice(&buf.Bytes()[0], os.Getpagesize())); err != nil {
 			return "RegisterMemory", err
 		}
-		defer c.UnregisterMemory(unsafe.Slice(&buf.Bytes()[0], os.Getpagesize()))
-	} else if err := c.Enable(); err != nil {
+		defer s.UnregisterMemory(unsafe.Slice(&buf.Bytes()[0], os.Getpagesize()))
+	} else if err := s.Enable(); err != nil {
 		return "Enable", err
 	}
 	if err := c.Map(0x10000, buf.Bytes(), dma.ReadWrite); err != nil {
@@ -479,4 +488,14 @@ func bothGroupsMap(t *testing.T, addrs []string, m mode, buf *dma.Buffer) (strin
 		return "map", err
 	}
 	return "", nil
+}
+
+// spaprOf is the SPAPR side of h's container.
+func spaprOf(t *testing.T, h *vfio.Handle) *vfio.SPAPR {
+	t.Helper()
+	s, err := h.Container.SPAPR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -37,6 +37,9 @@ func main() {
 	if err := checkDocs(abi); err != nil {
 		log.Fatal(err)
 	}
+	if err := checkPointers(abi); err != nil {
+		log.Fatal(err)
+	}
 	structs := map[string]*cabi.Struct{}
 	for _, s := range abi.Structs {
 		structs[s.Name] = s
@@ -183,6 +186,9 @@ func genStruct(s *cabi.Struct, structs map[string]*cabi.Struct) string {
 			pad++
 		}
 		t := goType(f.Type)
+		if userPointers[s.Name][f.Name] {
+			t = "Pointer"
+		}
 		if f.Offset%align(f.Type, structs) != 0 {
 			// A packed member: keep its bytes, the Go type could not sit here.
 			t = fmt.Sprintf("[%d]byte", f.Size)
