@@ -9,18 +9,22 @@ import (
 	"testing"
 
 	oci "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vfioctl/vfioctl/vfio"
 	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 )
 
-var edu = candidate{address: "0000:00:05.0", group: "/dev/vfio/7", cdev: "/dev/vfio/devices/vfio0", groupID: 7}
-var nic = candidate{address: "0000:01:00.0", group: "/dev/vfio/9", cdev: "/dev/vfio/devices/vfio1", groupID: 9}
+var cdevOK = vfio.Offer{Backend: vfio.Cdev, OK: true}
+var edu = candidate{address: "0000:00:05.0", group: "/dev/vfio/7", cdev: "/dev/vfio/devices/vfio0", groupID: 7, cdevOffer: cdevOK}
+var nic = candidate{address: "0000:01:00.0", group: "/dev/vfio/9", cdev: "/dev/vfio/devices/vfio1", groupID: 9, cdevOffer: cdevOK}
 
 func haveAll(string) bool { return true }
 
 func TestChoosePolicies(t *testing.T) {
 	noCdev := nic
 	noCdev.cdev = ""
-	noIOMMU := func(p string) bool { return p != IOMMUFDNode }
+	noCdev.cdevOffer = vfio.Offer{Backend: vfio.Cdev, Why: "has no VFIO cdev"}
+	noIOMMU := edu
+	noIOMMU.cdevOffer = vfio.Offer{Backend: vfio.Cdev, Why: "no /dev/iommu: the kernel lacks CONFIG_IOMMUFD (Linux 6.2)"}
 	for _, tc := range []struct {
 		name    string
 		cs      []candidate
@@ -32,11 +36,11 @@ func TestChoosePolicies(t *testing.T) {
 	}{
 		{"prefer, all have cdevs", []candidate{edu, nic}, PreferIOMMUFD, haveAll, BackendIOMMUFD, []string{edu.cdev, nic.cdev}, ""},
 		{"prefer, one lacks a cdev: legacy for all", []candidate{edu, noCdev}, PreferIOMMUFD, haveAll, BackendLegacy, []string{edu.group, nic.group}, ""},
-		{"prefer, no /dev/iommu", []candidate{edu}, PreferIOMMUFD, noIOMMU, BackendLegacy, []string{edu.group}, ""},
+		{"prefer, no /dev/iommu", []candidate{noIOMMU}, PreferIOMMUFD, haveAll, BackendLegacy, []string{edu.group}, ""},
 		{"legacy even with cdevs", []candidate{edu, nic}, Legacy, haveAll, BackendLegacy, []string{edu.group, nic.group}, ""},
 		{"require, all have cdevs", []candidate{edu}, RequireIOMMUFD, haveAll, BackendIOMMUFD, []string{edu.cdev}, ""},
-		{"require, one lacks a cdev", []candidate{edu, noCdev}, RequireIOMMUFD, haveAll, "", nil, "0000:01:00.0 has no VFIO cdev"},
-		{"require, no /dev/iommu", []candidate{edu}, RequireIOMMUFD, noIOMMU, "", nil, "/dev/iommu does not exist"},
+		{"require, one lacks a cdev", []candidate{edu, noCdev}, RequireIOMMUFD, haveAll, "", nil, "0000:01:00.0: has no VFIO cdev"},
+		{"require, no /dev/iommu", []candidate{noIOMMU}, RequireIOMMUFD, haveAll, "", nil, "no /dev/iommu"},
 		{"legacy without the container node", []candidate{edu}, Legacy, func(p string) bool { return p != ContainerNode }, "", nil, "/dev/vfio/vfio does not exist"},
 		{"legacy, group node missing", []candidate{edu}, Legacy, func(p string) bool { return p != edu.group }, "", nil, "group node \"/dev/vfio/7\" does not exist"},
 		{"no devices", nil, Legacy, haveAll, "", nil, "no devices"},
@@ -74,6 +78,16 @@ func TestChoosePolicies(t *testing.T) {
 				t.Errorf("nodes %v, want %v", got, tc.nodes)
 			}
 		})
+	}
+}
+
+// The backend a NodeSet names is a word vfio.ParseBackend (and so
+// vfioctl --backend) reads, naming the backend whose nodes it lists.
+func TestBackendWords(t *testing.T) {
+	for word, want := range map[string]vfio.Backend{BackendLegacy: vfio.Legacy, BackendIOMMUFD: vfio.Cdev} {
+		if got, err := vfio.ParseBackend(word); err != nil || got != want {
+			t.Errorf("vfio.ParseBackend(%q) = %v, %v; want %v", word, got, err, want)
+		}
 	}
 }
 

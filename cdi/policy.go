@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 // Policy chooses the backend whose device nodes a set of devices gets.
@@ -42,10 +43,12 @@ func ParsePolicy(s string) (Policy, error) {
 	return "", fmt.Errorf("cdi: unknown backend policy %q (have %s)", s, strings.Join(names, ", "))
 }
 
-// The backends a NodeSet can name.
+// The backends a NodeSet can name: words vfio.ParseBackend reads (and so
+// vfioctl --backend), "iommufd" as vfio.Cdev, so a container's
+// VFIOCTL_BACKEND opens its devices the way its nodes allow.
 const (
-	BackendLegacy  = "legacy"
-	BackendIOMMUFD = "iommufd"
+	BackendLegacy  = "legacy"  // vfio.Legacy
+	BackendIOMMUFD = "iommufd" // vfio.Cdev
 )
 
 // The nodes each backend shares among its devices.
@@ -71,10 +74,13 @@ type NodeSet struct {
 	Devices []Device `json:"devices"`
 }
 
-// candidate is what the choice needs of a device.
+// candidate is what the choice needs of a device: its nodes, and whether
+// this machine offers it the cdev backend (vfio.Offers, the probe Open
+// uses) and if not why.
 type candidate struct {
 	address, group, cdev string
 	groupID              int
+	cdevOffer            vfio.Offer
 }
 
 // Nodes chooses the backend for the devices at addrs by policy p and
@@ -97,12 +103,22 @@ func Nodes(addrs []string, p Policy) (*NodeSet, error) {
 		if !g.Viable {
 			return nil, fmt.Errorf("cdi: %s: group %d: %w (%s is on %s)", d.Address, g.ID, pci.ErrNotViable, g.Blockers[0].Device, g.Blockers[0].Driver)
 		}
-		cs = append(cs, candidate{address: d.Address, group: d.VFIOGroup, cdev: d.VFIOCdev, groupID: d.IOMMUGroup})
+		cs = append(cs, candidate{address: d.Address, group: d.VFIOGroup, cdev: d.VFIOCdev, groupID: d.IOMMUGroup, cdevOffer: offerOf(vfio.Offers(d.Address), vfio.Cdev)})
 	}
 	return choose(cs, p, exists)
 }
 
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+// offerOf picks backend b's offer.
+func offerOf(offers []vfio.Offer, b vfio.Backend) vfio.Offer {
+	for _, of := range offers {
+		if of.Backend == b {
+			return of
+		}
+	}
+	return vfio.Offer{Backend: b, Why: "not offered"}
+}
 
 // choose applies policy p to the candidates; have reports whether a node
 // exists.
@@ -110,18 +126,14 @@ func choose(cs []candidate, p Policy, have func(string) bool) (*NodeSet, error) 
 	if len(cs) == 0 {
 		return nil, errors.New("cdi: no devices")
 	}
-	// iommufd serves the set when every device has a cdev and /dev/iommu
-	// exists; the reason is kept for RequireIOMMUFD's error.
+	// iommufd serves the set when the machine offers every device the
+	// cdev backend; the first reason it does not is kept for
+	// RequireIOMMUFD's error.
 	var why string
-	switch {
-	case !have(IOMMUFDNode):
-		why = IOMMUFDNode + " does not exist (CONFIG_IOMMUFD, Linux 6.2+)"
-	default:
-		for _, c := range cs {
-			if c.cdev == "" || !have(c.cdev) {
-				why = c.address + " has no VFIO cdev (CONFIG_VFIO_DEVICE_CDEV, Linux 6.6+; none in no-IOMMU mode)"
-				break
-			}
+	for _, c := range cs {
+		if !c.cdevOffer.OK {
+			why = c.address + ": " + c.cdevOffer.Why
+			break
 		}
 	}
 	useIOMMUFD := why == ""

@@ -103,6 +103,25 @@ func doctorChecks() []check {
 		add("VFIO device cdev", "warn", "no vfio-dev class: devices are reachable only through groups", "kernel option VFIO_DEVICE_CDEV (Linux 6.6+)")
 	}
 
+	// The same probe Open's Auto, the CDI spec writer and the device
+	// plugin decide by.
+	var offered, refused []string
+	for _, of := range vfio.Offers("") {
+		if of.OK {
+			offered = append(offered, of.Backend.String())
+		} else {
+			refused = append(refused, of.Backend.String()+": "+of.Why)
+		}
+	}
+	switch {
+	case len(offered) == 0:
+		add("backends", "fail", "none offered; "+strings.Join(refused, "; "), "see the checks above")
+	case len(refused) > 0:
+		add("backends", "ok", strings.Join(offered, ", ")+" (best first; not "+strings.Join(refused, "; ")+")", "")
+	default:
+		add("backends", "ok", strings.Join(offered, ", ")+" (best first)", "")
+	}
+
 	if c, err := vfio.OpenContainer(); err == nil {
 		var models []string
 		for _, m := range []vfio.IOMMUType{vfio.Type1v2, vfio.Type1, vfio.SPAPRTCEv2, vfio.SPAPRTCE, vfio.NoIOMMU} {

@@ -11,7 +11,7 @@ import (
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
-var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev, group-iommufd, iommufd-compat or legacy"}
+var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy", EnvVars: []string{"VFIOCTL_BACKEND"}}
 
 // withDevice reads the device named by the address argument, opens it
 // (it must be bound to vfio-pci) through the chosen backend, runs f and

@@ -27,6 +27,7 @@ import (
 	"github.com/vfioctl/vfioctl/deviceplugin/plugin"
 	"github.com/vfioctl/vfioctl/hack/qemu/frame"
 	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 func TestMain(m *testing.M) {
@@ -132,6 +133,19 @@ func TestDevicePluginServesEdu(t *testing.T) {
 		t.Errorf("allocated nodes %v, want %v", nodes, want)
 	}
 	t.Logf("backend %s, nodes %v", c.Envs["VFIOCTL_BACKEND"], nodes)
+	// The word is one vfio.ParseBackend (and vfioctl --backend) reads, and
+	// the backend it names opens the device through the nodes allocated.
+	backend, err := vfio.ParseBackend(c.Envs["VFIOCTL_BACKEND"])
+	if err != nil {
+		t.Fatalf("VFIOCTL_BACKEND: %v", err)
+	}
+	h, err := vfio.Open(a, &vfio.Options{Backend: backend})
+	if err != nil {
+		t.Fatalf("open %s with the allocated backend %s: %v", a, backend, err)
+	}
+	if err := h.Close(); err != nil {
+		t.Error(err)
+	}
 
 	// The CDI names resolve, through the CDI library as a runtime does, to
 	// the same nodes with the host's device numbers.
