@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"unsafe"
 )
 
 // PhysAddr is the physical address of byte off of the buffer, from
@@ -20,7 +19,7 @@ func (b *Buffer) PhysAddr(off int) (uint64, error) {
 		return 0, fmt.Errorf("dma: physical address of byte %d of a %d-byte buffer", off, len(b.mem))
 	}
 	page := uint64(os.Getpagesize())
-	va := uint64(uintptr(unsafe.Pointer(&b.mem[off])))
+	va := uint64(b.Addr()) + uint64(off)
 	f, err := os.Open("/proc/self/pagemap")
 	if err != nil {
 		return 0, fmt.Errorf("dma: %w", err)

@@ -64,6 +64,12 @@ func (f *FD) Dup() (int, error) { return f.fd.Dup() }
 // Name is the path the FD was opened as.
 func (f *FD) Name() string { return f.fd.Name() }
 
+// Control runs fn with the raw descriptor, holding f open until fn
+// returns (as syscall.RawConn.Control does), for ioctls this package does
+// not wrap (the kernel's IOMMU_TEST_CMD, a vendor's). fn must not close
+// or keep the descriptor. After Close it returns ErrClosed.
+func (f *FD) Control(fn func(fd int) error) error { return f.fd.Do(fn) }
+
 // Close releases the iommufd and every object in it. A second Close fails
 // with ErrClosed.
 func (f *FD) Close() error { return f.fd.Close() }

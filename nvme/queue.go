@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
@@ -272,14 +273,12 @@ func (q *QueuePair) exec(op string, cmd *Command, iova uint64, n int) (uint32, e
 // reads the counter.
 func (q *QueuePair) waitIRQ(left time.Duration) error {
 	q.mu.Unlock()
-	fds := [1]unix.PollFd{{Fd: int32(q.evfd), Events: unix.POLLIN}}
-	ts := unix.NsecToTimespec(int64(left))
-	_, err := unix.Ppoll(fds[:], &ts, nil)
+	err := kernel.PollIn(q.evfd, left)
 	q.mu.Lock()
 	if q.c.closed.Load() {
 		return vfioerr.ErrClosed
 	}
-	if err != nil && err != unix.EINTR {
+	if err != nil {
 		return err
 	}
 	var b [8]byte

@@ -2,11 +2,8 @@ package vfio
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -14,7 +11,6 @@ import (
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/uapi"
-	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // IRQ indexes of vfio-pci.
@@ -114,8 +110,7 @@ func (d *Device) TriggerIRQ(index, start, count uint32) error {
 // waits in Go's poller, so a Close from another goroutine ends a Wait in
 // progress (with ErrClosed) instead of racing it.
 type Eventfd struct {
-	f      *os.File
-	closed atomic.Bool
+	w *kernel.Waitable
 }
 
 // NewEventfd creates a non-blocking, close-on-exec eventfd.
@@ -124,44 +119,24 @@ func NewEventfd() (*Eventfd, error) {
 	if err != nil {
 		return nil, kernel.Call{Op: "eventfd"}.Fail(err)
 	}
-	return &Eventfd{f: os.NewFile(uintptr(raw), "eventfd")}, nil
+	w, err := kernel.NewWaitable(raw, "eventfd")
+	if err != nil {
+		return nil, err
+	}
+	return &Eventfd{w: w}, nil
 }
 
 // FD is the raw descriptor to hand to SetTriggers (an Eventfd is an FDer).
 // It stays owned by the Eventfd.
-func (e *Eventfd) FD() (int, error) {
-	rc, err := e.f.SyscallConn()
-	if err != nil {
-		return -1, e.wrap("use", err)
-	}
-	fd := -1
-	if err := rc.Control(func(raw uintptr) { fd = int(raw) }); err != nil {
-		return -1, e.wrap("use", err)
-	}
-	return fd, nil
-}
-
-// wrap names the operation; after Close every failure is ErrClosed (the
-// os package reports a closed file in more than one way).
-func (e *Eventfd) wrap(op string, err error) error {
-	if e.closed.Load() || errors.Is(err, os.ErrClosed) {
-		err = vfioerr.ErrClosed
-	}
-	return kernel.Call{Op: op, Object: "eventfd"}.Fail(err)
-}
+func (e *Eventfd) FD() (int, error) { return e.w.FD() }
 
 // Wait blocks until the counter is non-zero or the timeout passes, then
 // returns and clears the count (0 on timeout).
 func (e *Eventfd) Wait(timeout time.Duration) (uint64, error) {
-	if err := e.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return 0, e.wrap("poll", err)
-	}
 	var b [8]byte
-	if _, err := e.f.Read(b[:]); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, nil
-		}
-		return 0, e.wrap("read", err)
+	n, err := e.w.Read(b[:], time.Now().Add(timeout))
+	if err != nil || n == 0 {
+		return 0, err
 	}
 	return binary.NativeEndian.Uint64(b[:]), nil
 }
@@ -170,17 +145,8 @@ func (e *Eventfd) Wait(timeout time.Duration) (uint64, error) {
 func (e *Eventfd) Signal(n uint64) error {
 	var b [8]byte
 	binary.NativeEndian.PutUint64(b[:], n)
-	if _, err := e.f.Write(b[:]); err != nil {
-		return e.wrap("write", err)
-	}
-	return nil
+	return e.w.Write(b[:])
 }
 
 // Close closes the eventfd. A second Close fails with ErrClosed.
-func (e *Eventfd) Close() error {
-	e.closed.Store(true)
-	if err := e.f.Close(); err != nil {
-		return e.wrap("close", err)
-	}
-	return nil
-}
+func (e *Eventfd) Close() error { return e.w.Close() }

@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/edu"
+	"github.com/vfioctl/vfioctl/edu"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"

@@ -4,7 +4,7 @@
 // and executed C program. The generator (uapi/internal/cmd/genuapi) and the
 // conformance test (uapi/abi_test.go) both use it, so the Go side is derived
 // from, and checked against, the same source of truth: the compiler. Eval
-// checks headers outside uapi the same way (internal/iommufdtest).
+// checks headers outside uapi the same way (internal/testdev/iommufdtest).
 package cabi
 
 import (

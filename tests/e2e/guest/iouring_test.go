@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/vfioctl/vfioctl/uapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -118,7 +119,7 @@ func newRing(entries uint32) (*ring, error) {
 func (r *ring) read(fd int, buf []byte, off uint64, tag uint64) {
 	tail := atomic.LoadUint32(r.sqTail)
 	i := tail & r.sqMask
-	r.sqeSlice[i] = ioUringSqe{Opcode: ioringOpRead, Fd: int32(fd), Off: off, Addr: uint64(uintptr(unsafe.Pointer(&buf[0]))), Len: uint32(len(buf)), UserData: tag}
+	r.sqeSlice[i] = ioUringSqe{Opcode: ioringOpRead, Fd: int32(fd), Off: off, Addr: uint64(uapi.SlicePointer(buf).Addr()), Len: uint32(len(buf)), UserData: tag}
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, tail+1)
 	r.pending++

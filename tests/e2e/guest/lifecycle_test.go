@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/edu"
+	"github.com/vfioctl/vfioctl/edu"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 )

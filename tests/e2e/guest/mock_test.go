@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/iommufdtest"
+	"github.com/vfioctl/vfioctl/internal/testdev/iommufdtest"
 	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfioerr"

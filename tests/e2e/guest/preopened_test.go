@@ -6,7 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vfioctl/vfioctl/internal/edu"
+	"github.com/vfioctl/vfioctl/edu"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/vfio"
 )

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/dma"
-	"github.com/vfioctl/vfioctl/internal/edu"
+	"github.com/vfioctl/vfioctl/edu"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/pci"

@@ -11,7 +11,7 @@ import (
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/ioasid"
-	"github.com/vfioctl/vfioctl/vfioerr"
+	"github.com/vfioctl/vfioctl/uapi"
 )
 
 // Mock issues IOMMU_TEST_CMD on an iommufd.
@@ -35,21 +35,27 @@ type Device struct {
 func call[T any](m *Mock, op, id uint32, p *T, args string) error {
 	c := testCmd{Size: uint32(unsafe.Sizeof(testCmd{})), Op: op, ID: id}
 	*(*T)(unsafe.Pointer(&c.U)) = *p
-	fd, err := m.fd.FD()
-	if err != nil {
-		return err
-	}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), cmdNumber, uintptr(unsafe.Pointer(&c)))
-	*p = *(*T)(unsafe.Pointer(&c.U))
-	if errno != 0 {
-		e := &vfioerr.OpError{Op: fmt.Sprintf("IOMMU_TEST_CMD(op %d)", op), Object: m.fd.Name(), Args: args, Err: errno}
-		if errno == unix.ENOTTY {
-			e.Hint = "the kernel was built without CONFIG_IOMMUFD_TEST"
+	err := m.fd.Control(func(fd int) error {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), cmdNumber, uintptr(unsafe.Pointer(&c)))
+		if errno != 0 {
+			return errno
 		}
-		return e
+		return nil
+	})
+	*p = *(*T)(unsafe.Pointer(&c.U))
+	if err != nil {
+		return kernel.Call{Op: fmt.Sprintf("IOMMU_TEST_CMD(op %d)", op), Object: m.fd.Name(), Args: args, Hints: testCmdHints}.Fail(err)
 	}
 	return nil
 }
+
+var testCmdHints = kernel.Hints{unix.ENOTTY: kernel.Say("the kernel was built without CONFIG_IOMMUFD_TEST")}
+
+// userAddr is the address of mem for a payload field the kernel reads
+// through. The payload travels in the command's union, which is bytes,
+// so the collector cannot see a pointer there: callers keep mem alive
+// across the call (runtime.KeepAlive).
+func userAddr(mem []byte) uint64 { return uint64(uapi.SlicePointer(mem).Addr()) }
 
 // Probe reports whether the kernel has the mock: nil, or an error matching
 // unix.ENOTTY without CONFIG_IOMMUFD_TEST. It sets the temporary memory
@@ -92,7 +98,7 @@ func (m *Mock) AddReserved(ioas *ioasid.IOAS, start, length uint64) error {
 // domain hwptID in [iova, iova+len(mem)) translates to the page of mem at
 // the same offset. mem must be page aligned.
 func (m *Mock) CheckMap(hwptID uint32, iova uint64, mem []byte) error {
-	p := checkMap{IOVA: iova, Length: uint64(len(mem)), Uptr: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem))))}
+	p := checkMap{IOVA: iova, Length: uint64(len(mem)), Uptr: userAddr(mem)}
 	err := call(m, opMDCheckMap, hwptID, &p, fmt.Sprintf("hwpt %d iova=%#x length=%#x", hwptID, iova, len(mem)))
 	runtime.KeepAlive(mem)
 	return err
@@ -121,11 +127,11 @@ func (m *Mock) MarkDirty(hwptID uint32, iova, pageSize uint64, n int, bitmap []u
 	if len(bitmap)*64 < n {
 		return 0, fmt.Errorf("mark dirty: a bitmap of %d words for %d pages", len(bitmap), n)
 	}
-	buf := kernel.HeapBytes(len(bitmap) * 8) // read through Uptr
+	buf := make([]byte, len(bitmap)*8) // read through Uptr
 	for i, w := range bitmap {
 		binary.NativeEndian.PutUint64(buf[i*8:], w)
 	}
-	p := dirty{IOVA: iova, Length: uint64(n) * pageSize, PageSize: pageSize, Uptr: uint64(uintptr(unsafe.Pointer(&buf[0])))}
+	p := dirty{IOVA: iova, Length: uint64(n) * pageSize, PageSize: pageSize, Uptr: userAddr(buf)}
 	err := call(m, opDirty, hwptID, &p, fmt.Sprintf("hwpt %d iova=%#x pages=%d", hwptID, iova, n))
 	runtime.KeepAlive(buf)
 	return p.OutNrDirty, err

@@ -1,5 +1,3 @@
-// Package edu drives QEMU's "edu" teaching device (1234:11e8) through VFIO:
-// the e2e tests and `vfioctl dma-test` use it to prove DMA end to end.
 package edu
 
 import (
