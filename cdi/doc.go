@@ -15,4 +15,10 @@
 // Specs are written and read with the CDI project's own packages
 // (tags.cncf.io/container-device-interface), which validate them.
 // Shell equivalent of Generate+Write: `vfioctl cdi generate`.
+//
+// The backend a NodeSet names is chosen by vfio.Offers, the probe vfio.Open
+// uses, and is a word vfio.ParseBackend reads ("iommufd" is vfio.Cdev).
+// Errors: a device that cannot be handed out carries pci's or vfioerr's
+// error (pci.ErrNotBound, vfioerr.ErrGroupNotViable); ErrNoIOMMUFD is this
+// package's, for RequireIOMMUFD on a set iommufd cannot serve.
 package cdi

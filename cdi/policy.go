@@ -8,6 +8,7 @@ import (
 
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Policy chooses the backend whose device nodes a set of devices gets.
@@ -101,7 +102,7 @@ func Nodes(addrs []string, p Policy) (*NodeSet, error) {
 			return nil, err
 		}
 		if !g.Viable {
-			return nil, fmt.Errorf("cdi: %s: group %d: %w (%s is on %s)", d.Address, g.ID, pci.ErrNotViable, g.Blockers[0].Device, g.Blockers[0].Driver)
+			return nil, fmt.Errorf("cdi: %s: group %d: %w (%s is on %s)", d.Address, g.ID, vfioerr.ErrGroupNotViable, g.Blockers[0].Device, g.Blockers[0].Driver)
 		}
 		cs = append(cs, candidate{address: d.Address, group: d.VFIOGroup, cdev: d.VFIOCdev, groupID: d.IOMMUGroup, cdevOffer: offerOf(vfio.Offers(d.Address), vfio.Cdev)})
 	}

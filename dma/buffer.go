@@ -1,7 +1,6 @@
 package dma
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -47,13 +47,17 @@ func alloc(size, flags int) (*Buffer, error) {
 	size = (size + unit - 1) &^ (unit - 1)
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE|flags)
 	if err != nil {
-		if flags&unix.MAP_HUGETLB != 0 && errors.Is(err, unix.ENOMEM) {
-			return nil, fmt.Errorf("dma: %d bytes of 2 MiB huge pages: %w (reserve pages: echo N > /proc/sys/vm/nr_hugepages)", size, err)
+		c := kernel.Call{Op: "mmap", Object: "dma buffer", Args: fmt.Sprintf("%d bytes", size)}
+		if flags&unix.MAP_HUGETLB != 0 {
+			c.Args += " of 2 MiB huge pages"
+			c.Hints = hugePageHints
 		}
-		return nil, fmt.Errorf("dma: mmap %d bytes: %w", size, err)
+		return nil, c.Fail(err)
 	}
 	return &Buffer{mem: mem, huge: flags&unix.MAP_HUGETLB != 0}, nil
 }
+
+var hugePageHints = kernel.Hints{unix.ENOMEM: kernel.Say("not enough huge pages reserved: echo N > /proc/sys/vm/nr_hugepages")}
 
 // Bytes is the buffer's memory; valid until Close.
 func (b *Buffer) Bytes() []byte { return b.mem }
@@ -77,10 +81,10 @@ func (b *Buffer) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.mem == nil {
-		return &vfioerr.OpError{Op: "munmap", Object: "dma buffer", Err: vfioerr.ErrClosed}
+		return kernel.Call{Op: "munmap", Object: "dma buffer"}.Fail(vfioerr.ErrClosed)
 	}
 	if err := unix.Munmap(b.mem); err != nil {
-		return &vfioerr.OpError{Op: "munmap", Object: "dma buffer", Args: fmt.Sprintf("%d bytes", len(b.mem)), Err: err}
+		return kernel.Call{Op: "munmap", Object: "dma buffer", Args: fmt.Sprintf("%d bytes", len(b.mem))}.Fail(err)
 	}
 	b.mem = nil
 	return nil

@@ -8,4 +8,9 @@
 // Code written against Mapper runs unchanged on a kernel with only the type1
 // container, on one where /dev/vfio/vfio is served by iommufd, and on the
 // cdev + iommufd path: it never asks which.
+//
+// A failed mmap or munmap is a *vfioerr.OpError wrapping the errno, with a
+// hint (huge pages not reserved). The Allocator's refusals (ErrNoSpace, a
+// free of what it never handed out) and a Buffer's argument checks are plain
+// errors: they involve no kernel call.
 package dma

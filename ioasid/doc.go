@@ -24,7 +24,7 @@
 // (CONFIG_IOMMUFD_TEST, the iommufdtest guest kernel).
 //
 // An ioctl the running kernel does not know answers ENOTTY; such calls
-// return a *vfioerr.NotSupportedError (errors.Is(err, ErrNotSupported))
+// return a *vfioerr.NotSupportedError (errors.Is(err, vfioerr.ErrNotSupported))
 // naming the Linux version adding it (uapi.Since). Other failures are a
 // *vfioerr.OpError wrapping the errno.
 package ioasid

@@ -14,12 +14,6 @@ import (
 // Path is the iommufd device node.
 const Path = "/dev/iommu"
 
-// The sentinels of package vfioerr, for callers that import only ioasid.
-var (
-	ErrNotSupported = vfioerr.ErrNotSupported // the running kernel lacks the feature
-	ErrClosed       = vfioerr.ErrClosed       // use of an object after its Close
-)
-
 // FD is an open iommufd. Its methods are safe for concurrent use; after
 // Close every one fails with ErrClosed, and so does every object in it
 // (the kernel destroyed them with the file).

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vfioctl/vfioctl/vfioerr"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,29 +15,29 @@ import (
 func TestENOTTYNamesTheKernelVersion(t *testing.T) {
 	fd := devNull(t)
 	err := fd.ChangeProcess()
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.14") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.14") {
 		t.Errorf("ChangeProcess = %v, want ErrNotSupported naming Linux 6.14", err)
 	}
 	ioas, _ := fd.IOASByID(1)
 	err = ioas.MapFile(0x1000, 0, 0, 4096, 3)
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.13") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.13") {
 		t.Errorf("MapFile = %v, want ErrNotSupported naming Linux 6.13", err)
 	}
 	_, err = fd.AllocFaultQueue()
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "IOMMU_FAULT_QUEUE_ALLOC") || !strings.Contains(err.Error(), "Linux 6.11") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "IOMMU_FAULT_QUEUE_ALLOC") || !strings.Contains(err.Error(), "Linux 6.11") {
 		t.Errorf("AllocFaultQueue = %v, want ErrNotSupported naming Linux 6.11", err)
 	}
 	_, err = fd.AllocIOAS()
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.2") || !strings.Contains(err.Error(), "IOMMU_IOAS_ALLOC on /dev/null") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "Linux 6.2") || !strings.Contains(err.Error(), "IOMMU_IOAS_ALLOC on /dev/null") {
 		t.Errorf("AllocIOAS = %v, want ErrNotSupported naming Linux 6.2", err)
 	}
 	if err := fd.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := fd.Close(); !errors.Is(err, ErrClosed) {
+	if err := fd.Close(); !errors.Is(err, vfioerr.ErrClosed) {
 		t.Errorf("second Close = %v", err)
 	}
-	if _, err := fd.AllocIOAS(); !errors.Is(err, ErrClosed) {
+	if _, err := fd.AllocIOAS(); !errors.Is(err, vfioerr.ErrClosed) {
 		t.Errorf("AllocIOAS after Close = %v", err)
 	}
 }
@@ -65,7 +66,7 @@ func TestBorrowedIOASClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	mem := make([]byte, 4096)
-	if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, ErrNotSupported) {
+	if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, vfioerr.ErrNotSupported) {
 		t.Fatalf("Map before Close = %v, want the kernel's answer", err)
 	}
 	if err := ioas.Close(); err != nil {
@@ -80,7 +81,7 @@ func TestBorrowedIOASClosed(t *testing.T) {
 		"MapFile":    func() error { return ioas.MapFile(0, 0, 0, 4096, 3) },
 		"Close":      ioas.Close,
 	} {
-		if err := call(); !errors.Is(err, ErrClosed) {
+		if err := call(); !errors.Is(err, vfioerr.ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
 	}
@@ -92,11 +93,11 @@ func TestFailedDestroyIsRetryable(t *testing.T) {
 	fd := devNull(t)
 	ioas := &IOAS{object: object{fd: fd, kind: "ioas", id: 9}}
 	for i := 0; i < 2; i++ {
-		if err := ioas.Close(); errors.Is(err, ErrClosed) || !errors.Is(err, ErrNotSupported) {
+		if err := ioas.Close(); errors.Is(err, vfioerr.ErrClosed) || !errors.Is(err, vfioerr.ErrNotSupported) {
 			t.Fatalf("Close #%d = %v, want the kernel's refusal, not ErrClosed", i+1, err)
 		}
 	}
-	if _, _, err := ioas.Ranges(); errors.Is(err, ErrClosed) {
+	if _, _, err := ioas.Ranges(); errors.Is(err, vfioerr.ErrClosed) {
 		t.Fatalf("Ranges after a failed Close = %v", err)
 	}
 }
@@ -112,7 +113,7 @@ func TestCloseRace(t *testing.T) {
 		go func() {
 			wins := 0
 			for i := 0; i < 200; i++ {
-				if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotSupported) {
+				if err := ioas.Map(0x1000, mem, 3); !errors.Is(err, vfioerr.ErrClosed) && !errors.Is(err, vfioerr.ErrNotSupported) {
 					t.Errorf("Map = %v", err)
 				}
 				if ioas.Close() == nil {

@@ -16,4 +16,13 @@
 //
 // Shell equivalent of what the kernel driver would do instead: none; this
 // package replaces drivers/nvme/host/pci.c for one process.
+//
+// # Errors
+//
+// What VFIO or the IOMMU refuses arrives as vfioerr's types (an OpError
+// wrapping the errno). What the controller answers is different and has
+// its own type: a *CommandError carries the NVMe status code the device
+// completed a command with (or ErrTimeout, ErrFatal), which no errno can
+// express. ErrBadRequest is a request refused before it reaches the
+// device (a range past the namespace, a buffer of partial blocks).
 package nvme

@@ -25,7 +25,6 @@ var (
 	ErrAlreadyBound = errors.New("already bound to vfio-pci")
 	ErrNotBound     = errors.New("not bound to vfio-pci")
 	ErrNoRecord     = errors.New("no record of a previous driver (it was not bound by vfioctl)")
-	ErrNotViable    = vfioerr.ErrGroupNotViable // matched by *vfioerr.GroupNotViableError
 	ErrBusy         = errors.New("device nodes are open")
 	// ErrNoIOMMU: the device has no IOMMU and binding would put it in
 	// VFIO's no-IOMMU mode, which BindOptions.NoIOMMU must ask for.

@@ -13,4 +13,13 @@
 // Persist saves a binding in PersistDir, as driverctl's saved overrides;
 // ApplyPersisted, run at boot by the udev rule and systemd unit that
 // `vfioctl persist install` writes, makes the saved bindings again.
+//
+// # Errors
+//
+// A group that blocks a bind is a *vfioerr.GroupNotViableError
+// (vfioerr.ErrGroupNotViable); a failed sysfs write an error wrapping its
+// errno. The sentinels here (ErrAlreadyBound, ErrNotBound, ErrNoRecord,
+// ErrBusy with *BusyError naming the holders, ErrNoIOMMU, ErrNoDevice,
+// ErrNotPersisted) are states of the driver binding, which no kernel call
+// reports as such, so they are this package's own.
 package pci

@@ -83,7 +83,7 @@ func TestGroupViability(t *testing.T) {
 	d, _ := Get("00:1f.0")
 	_, err = groupTargets(d, false)
 	var nv *vfioerr.GroupNotViableError
-	if !errors.As(err, &nv) || !errors.Is(err, ErrNotViable) || nv.Blockers[0].Driver != "ahci" {
+	if !errors.As(err, &nv) || !errors.Is(err, vfioerr.ErrGroupNotViable) || nv.Blockers[0].Driver != "ahci" {
 		t.Fatalf("groupTargets = %v", err)
 	}
 	// With --group, both functions are targets.

@@ -13,16 +13,31 @@
 // returns the Device with a dma.Mapper for its IOMMU, so callers never ask
 // which kernel they run on.
 //
+// # Backends
+//
+// Each Backend is one implementation in a file of its own behind one
+// internal interface (backend_container.go for Legacy and IOMMUFDCompat,
+// backend_spapr.go for the container on POWER, backend_group_iommufd.go,
+// backend_cdev.go); no-IOMMU mode is a mode of each, as the kernel offers
+// it on all four. Offers is the one probe of what a machine offers a
+// device, and why not the rest: Open's Auto, the cdi package, the device
+// plugin and vfioctl doctor all decide by it, and ParseBackend reads the
+// words all of them write ("iommufd" is Cdev). Open checks Options once,
+// against the backend chosen: an option that means nothing there (IOMMU on
+// cdev, RlimitPerProcess on a container, VFToken on cdev) is EINVAL
+// naming it.
+//
 // # IBM POWER
 //
 // On POWER the IOMMU is SPAPR TCE and the container's model is SPAPRTCEv2
-// (or SPAPRTCE, v1): DMA goes through windows (Container.Windows: the
-// default 32-bit one, and dynamic ones from CreateWindow), and v2 maps
-// only memory registered first (RegisterMemory). Open picks v2 there and
-// gives a SPAPRMapper, which registers what it maps, so code written
-// against dma.Mapper runs unchanged. iommufd cannot serve devices on POWER
-// and the kernel builds no device cdev: those backends answer
-// ErrNotSupported saying why.
+// (or SPAPRTCE, v1). The calls only that model has are reached through
+// Container.SPAPR, so a type1 container carries none of them: DMA goes
+// through windows (SPAPR.Windows: the default 32-bit one, and dynamic ones
+// from CreateWindow), and v2 maps only memory registered first
+// (RegisterMemory). Open picks v2 there and gives a SPAPRMapper, which
+// registers what it maps, so code written against dma.Mapper runs
+// unchanged. iommufd cannot serve devices on POWER and the kernel builds no
+// device cdev: those backends answer vfioerr.ErrNotSupported saying why.
 //
 // Several devices share one address space through Options.Join: the
 // second and later devices open into the first one's container, compat IOAS
@@ -33,7 +48,7 @@
 //
 // Every object (Container, Group, Device, Eventfd, MMIO, Handle) keeps one
 // contract: the first Close releases it, and a second Close or any later
-// use fails with an error matching ErrClosed. Methods are safe for
+// use fails with an error matching vfioerr.ErrClosed. Methods are safe for
 // concurrent use, and a Close waits for calls in flight rather than racing
 // them.
 //
@@ -43,8 +58,20 @@
 // the object and the arguments and wraps the errno (errors.Is(err,
 // unix.EBUSY)); a *vfioerr.GroupNotViableError names the devices that keep
 // a group from being viable; a *vfioerr.NotSupportedError names the Linux
-// version that added a missing feature. ErrClosed, ErrNotSupported and
-// ErrGroupNotViable are the vfioerr sentinels, re-exported.
+// version that added a missing feature. Match the sentinels where they are
+// declared: vfioerr.ErrClosed, vfioerr.ErrNotSupported,
+// vfioerr.ErrGroupNotViable. Every failed ioctl becomes its error in one
+// place, with the hint its errno has for that operation, so two calls never
+// explain the same errno two ways.
+//
+// # Names
+//
+// Open* opens a path (OpenContainer, OpenGroup, OpenCdev; Open opens a
+// device by PCI address); New* takes ownership of a descriptor the caller
+// already has, or builds a Go value over an existing object (NewContainer,
+// NewGroup, NewDevice, NewCdev, NewSPAPRMapper) — except NewEventfd and
+// NewVFToken, which make a fresh value with nothing to open. Methods that
+// make kernel objects are named for the ioctl they issue.
 //
 // # Descriptors from elsewhere
 //

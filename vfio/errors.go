@@ -2,14 +2,6 @@ package vfio
 
 import (
 	"github.com/vfioctl/vfioctl/internal/sysfs"
-	"github.com/vfioctl/vfioctl/vfioerr"
-)
-
-// The sentinels of package vfioerr, for callers that import only vfio.
-var (
-	ErrClosed         = vfioerr.ErrClosed         // use of an object after its Close
-	ErrNotSupported   = vfioerr.ErrNotSupported   // the running kernel lacks the feature
-	ErrGroupNotViable = vfioerr.ErrGroupNotViable // a group member is bound to a host driver
 )
 
 // unsafeInterruptsHint explains EPERM from VFIO_SET_IOMMU, GET_DEVICE_FD,

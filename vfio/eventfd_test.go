@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // Eventfd keeps the Close contract: a Wait in progress ends with ErrClosed
@@ -30,7 +32,7 @@ func TestEventfdCloseContract(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, vfioerr.ErrClosed) {
 			t.Fatalf("Wait ended by Close = %v, want ErrClosed", err)
 		}
 	case <-time.After(5 * time.Second):
@@ -42,7 +44,7 @@ func TestEventfdCloseContract(t *testing.T) {
 		"Wait":   func() error { _, err := e.Wait(time.Millisecond); return err }(),
 		"FD":     func() error { _, err := e.FD(); return err }(),
 	} {
-		if !errors.Is(err, ErrClosed) {
+		if !errors.Is(err, vfioerr.ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
 	}

@@ -3,6 +3,8 @@ package vfio
 import (
 	"errors"
 	"time"
+
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // WatchRequests watches the device's request interrupt (ReqIRQ). vfio-pci
@@ -36,7 +38,7 @@ func (d *Device) WatchRequests(fn func()) (stop func() error, err error) {
 	}()
 	return func() error {
 		err := d.DisableIRQ(ReqIRQ)
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, vfioerr.ErrClosed) {
 			err = nil // closing the device tore the trigger down already
 		}
 		return errors.Join(err, ev.Close())

@@ -10,8 +10,12 @@
 //	var nv *vfioerr.GroupNotViableError      // which devices block a group
 //	var op *vfioerr.OpError                  // the ioctl, its object and arguments
 //
-// vfio and ioasid re-export the sentinels (vfio.ErrClosed is
-// vfioerr.ErrClosed) so a caller that imports only one of them can match.
+// Each sentinel has one exported name, here. Every failed system call of
+// vfio, ioasid and dma becomes an OpError in one place, where it fails,
+// with the hint its errno has for that operation. nvme, pci and cdi use
+// these types for what the kernel refuses, and say in their package docs
+// which errors of theirs are different (an NVMe status is the device's
+// answer, not an errno).
 //
 // Messages state facts about the system: what failed, on what, with which
 // arguments, and what the kernel or hardware is missing. Advice about a

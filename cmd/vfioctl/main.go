@@ -13,7 +13,6 @@ import (
 	"github.com/vfioctl/vfioctl/cdi"
 	"github.com/vfioctl/vfioctl/nvme"
 	"github.com/vfioctl/vfioctl/pci"
-	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
@@ -134,7 +133,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, pci.ErrNoDevice), errors.Is(err, nvme.ErrBadRequest):
 		return exitUsage
-	case errors.As(err, &unsafeErr), errors.Is(err, pci.ErrNotViable), errors.Is(err, vfio.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
+	case errors.As(err, &unsafeErr), errors.Is(err, vfioerr.ErrGroupNotViable), errors.Is(err, vfioerr.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
 		return exitRefused
 	case errors.Is(err, vfioerr.ErrNotSupported), errors.Is(err, cdi.ErrNoIOMMUFD):
 		return exitUnsupported

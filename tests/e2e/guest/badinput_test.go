@@ -98,33 +98,33 @@ func TestUseAfterClose(t *testing.T) {
 		if err := h.Close(); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, "device double close", dev.Close(), vfio.ErrClosed)
-		expect(t, "region after close", func() error { _, err := dev.Region(0); return err }(), vfio.ErrClosed)
-		expect(t, "reset after close", dev.Reset(), vfio.ErrClosed)
+		expect(t, "device double close", dev.Close(), vfioerr.ErrClosed)
+		expect(t, "region after close", func() error { _, err := dev.Region(0); return err }(), vfioerr.ErrClosed)
+		expect(t, "reset after close", dev.Reset(), vfioerr.ErrClosed)
 		buf, _ := dma.Alloc(4096)
 		defer buf.Close()
-		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), vfio.ErrClosed)
-		expect(t, "unmap-all after close", func() error { _, err := mapper.UnmapAll(); return err }(), vfio.ErrClosed)
-		expect(t, "handle double close", h.Close(), vfio.ErrClosed)
+		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), vfioerr.ErrClosed)
+		expect(t, "unmap-all after close", func() error { _, err := mapper.UnmapAll(); return err }(), vfioerr.ErrClosed)
+		expect(t, "handle double close", h.Close(), vfioerr.ErrClosed)
 		if h.Container != nil {
-			expect(t, "container double close", h.Container.Close(), vfio.ErrClosed)
+			expect(t, "container double close", h.Container.Close(), vfioerr.ErrClosed)
 		}
 		if h.Group != nil {
-			expect(t, "group double close", h.Group.Close(), vfio.ErrClosed)
+			expect(t, "group double close", h.Group.Close(), vfioerr.ErrClosed)
 		}
 		if h.IOMMUFD != nil {
-			expect(t, "iommufd double close", h.IOMMUFD.Close(), vfio.ErrClosed)
+			expect(t, "iommufd double close", h.IOMMUFD.Close(), vfioerr.ErrClosed)
 		}
 		if h.IOAS != nil {
-			expect(t, "IOAS double close", h.IOAS.Close(), vfio.ErrClosed)
+			expect(t, "IOAS double close", h.IOAS.Close(), vfioerr.ErrClosed)
 		}
 		ev, _ := vfio.NewEventfd()
 		ev.Close()
-		expect(t, "eventfd double close", ev.Close(), vfio.ErrClosed)
-		expect(t, "eventfd wait after close", func() error { _, err := ev.Wait(time.Millisecond); return err }(), vfio.ErrClosed)
+		expect(t, "eventfd double close", ev.Close(), vfioerr.ErrClosed)
+		expect(t, "eventfd wait after close", func() error { _, err := ev.Wait(time.Millisecond); return err }(), vfioerr.ErrClosed)
 		b2, _ := dma.Alloc(4096)
 		b2.Close()
-		expect(t, "buffer double close", b2.Close(), vfio.ErrClosed)
+		expect(t, "buffer double close", b2.Close(), vfioerr.ErrClosed)
 		if open := kernel.Open(); len(open) > 0 {
 			t.Errorf("leaked: %v", open)
 		}
@@ -179,7 +179,7 @@ func TestGroupNotViable(t *testing.T) {
 	}
 	defer c.Close()
 	err = g.SetContainer(c)
-	expect(t, "SetContainer on a non-viable group", err, vfio.ErrGroupNotViable, "0000:00:1f.2", "ahci")
+	expect(t, "SetContainer on a non-viable group", err, vfioerr.ErrGroupNotViable, "0000:00:1f.2", "ahci")
 	var nv *vfioerr.GroupNotViableError
 	if !errors.As(err, &nv) || nv.Group != n || len(nv.Blockers) != 1 {
 		t.Errorf("error %v: want one blocker in group %d", err, n)
@@ -193,7 +193,7 @@ func TestGroupNotViable(t *testing.T) {
 		if err == nil {
 			h.Close()
 		}
-		expect(t, "open in a non-viable group", err, vfio.ErrGroupNotViable, lpc, "0000:00:1f.2", "ahci")
+		expect(t, "open in a non-viable group", err, vfioerr.ErrGroupNotViable, lpc, "0000:00:1f.2", "ahci")
 		if err != nil && strings.Contains(err.Error(), "interrupt remapping") {
 			t.Errorf("%v: blames interrupt remapping, which this IOMMU has", err)
 		}
@@ -212,7 +212,7 @@ func TestCdevNotBound(t *testing.T) {
 	}
 	_, err := vfio.Open(nic, &vfio.Options{Backend: vfio.Cdev})
 	expect(t, "cdev of a device on e1000e", err, nil, nic, "bound to e1000e, not vfio-pci")
-	if errors.Is(err, vfio.ErrNotSupported) {
+	if errors.Is(err, vfioerr.ErrNotSupported) {
 		t.Errorf("%v: reported as not supported by the kernel", err)
 	}
 }

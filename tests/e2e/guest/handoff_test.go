@@ -36,8 +36,15 @@ func TestHandoffToUnprivilegedChild(t *testing.T) {
 		// mm (the parent, in Open): the child receives it, and its map is
 		// refused with EPERM, which the child checks instead of a round trip.
 		v1 := m.iommu == vfio.SPAPRTCE
-		// Pages the child pins count against its own limit.
-		h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu, RlimitPerProcess: true})
+		// Pages the child pins count against its own limit: type1 and SPAPR
+		// charge the mapping process anyway; an iommufd does once told to,
+		// and asking a container backend to is refused up front.
+		perProcess := m.backend == vfio.Cdev || m.backend == vfio.GroupIOMMUFD
+		if !perProcess {
+			_, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu, RlimitPerProcess: true})
+			expect(t, "RlimitPerProcess on a container backend", err, unix.EINVAL, "Options.RlimitPerProcess", "creates none")
+		}
+		h, err := vfio.Open(eduAddr(t), &vfio.Options{Backend: m.backend, IOMMU: m.iommu, RlimitPerProcess: perProcess})
 		if err != nil {
 			t.Fatal(err)
 		}

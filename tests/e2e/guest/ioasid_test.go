@@ -21,6 +21,7 @@ import (
 	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 var cdevMode = mode{"iommufd", vfio.Cdev, 0}
@@ -154,7 +155,7 @@ func TestDirtyTracking(t *testing.T) {
 	}
 	hwpt, err := e.IOMMUFD.AllocHWPT(e.DevID, e.IOAS, ioasid.HWPTDirtyTracking)
 	if !info.DirtyTracking() {
-		if !errors.Is(err, ioasid.ErrNotSupported) {
+		if !errors.Is(err, vfioerr.ErrNotSupported) {
 			t.Fatalf("%s reports no dirty tracking, but HWPT_ALLOC(DIRTY_TRACKING) = %v; want ErrNotSupported", Profile, err)
 		}
 		t.Logf("%s: no dirty tracking: %v", Profile, err)
@@ -214,7 +215,7 @@ func TestNewerIoctls(t *testing.T) {
 	} {
 		version, op, _ := strings.Cut(name, " ")
 		err := call()
-		if !errors.Is(err, ioasid.ErrNotSupported) || !strings.Contains(err.Error(), "Linux "+version) || !strings.Contains(err.Error(), op) {
+		if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "Linux "+version) || !strings.Contains(err.Error(), op) {
 			t.Errorf("%s on 6.12: %v; want ErrNotSupported naming Linux %s", op, err, version)
 		}
 	}
@@ -371,7 +372,7 @@ func TestType1DirtyPages(t *testing.T) {
 		defer buf.Close()
 		err = e.Container.StartDirtyTracking()
 		if info.Migration == nil {
-			if !errors.Is(err, ioasid.ErrNotSupported) {
+			if !errors.Is(err, vfioerr.ErrNotSupported) {
 				t.Fatalf("no migration capability, but StartDirtyTracking = %v", err)
 			}
 			t.Logf("%s: %v", m.name, err)

@@ -45,7 +45,7 @@ func openMock(t *testing.T, devFlags uint32) *mockEnv {
 		if Kernel == "iommufdtest" {
 			t.Fatalf("the iommufdtest kernel has no mock IOMMU: %v", err)
 		}
-		if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, ioasid.ErrNotSupported) {
+		if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, vfioerr.ErrNotSupported) {
 			t.Fatalf("probing CONFIG_IOMMUFD_TEST: %v (want success, or ENOTTY / ErrNotSupported)", err)
 		}
 		t.Skipf("kernel %s has no CONFIG_IOMMUFD_TEST (the iommufdtest kernel runs this): %v", Kernel, err)
@@ -144,7 +144,7 @@ func TestMockHWInfo(t *testing.T) {
 		t.Errorf("a NO_DIRTY mock device reports dirty tracking (capabilities %#x)", info.Capabilities)
 	}
 	_, err = e.fd.AllocHWPT(plain.DevID, e.ioas, ioasid.HWPTDirtyTracking)
-	if !errors.Is(err, ioasid.ErrNotSupported) || !strings.Contains(err.Error(), "dirty") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "dirty") {
 		t.Errorf("HWPT_ALLOC(DIRTY_TRACKING) on a device without it: %v; want ErrNotSupported", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // eduAddrs binds every edu to vfio-pci and returns their addresses, in
@@ -158,7 +159,7 @@ func TestJoinRefusals(t *testing.T) {
 	expect(t, "join with another backend", err, nil, "legacy")
 	h1.Close()
 	_, err = vfio.Open(addrs[1], &vfio.Options{Join: h1})
-	expect(t, "join a closed handle", err, vfio.ErrClosed)
+	expect(t, "join a closed handle", err, vfioerr.ErrClosed)
 	if open := kernel.Open(); len(open) > 0 {
 		t.Errorf("leaked: %v", open)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // TestNoIOMMU runs in its own boot with no vIOMMU and
@@ -48,7 +49,7 @@ func TestNoIOMMU(t *testing.T) {
 		t.Errorf("list does not mark the no-IOMMU group:\n%s", out)
 	}
 	_, err = vfio.Open(addr, nil)
-	expect(t, "open without Options.NoIOMMU", err, vfio.ErrNotSupported, "no IOMMU", "Options.NoIOMMU")
+	expect(t, "open without Options.NoIOMMU", err, vfioerr.ErrNotSupported, "no IOMMU", "Options.NoIOMMU")
 
 	for _, m := range []mode{
 		{"vfio_noiommu", vfio.Legacy, 0},
@@ -58,12 +59,12 @@ func TestNoIOMMU(t *testing.T) {
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			h, err := vfio.Open(addr, &vfio.Options{Backend: m.backend, NoIOMMU: true})
-			if v := sinceLinux[m.backend]; v != "" && errors.Is(err, vfio.ErrNotSupported) && strings.Contains(err.Error(), "Linux "+v) {
+			if v := sinceLinux[m.backend]; v != "" && errors.Is(err, vfioerr.ErrNotSupported) && strings.Contains(err.Error(), "Linux "+v) {
 				t.Skipf("%s: this kernel lacks the backend: %v", m.name, err) // Linux 6.1: no iommufd
 			}
-			if m.backend == vfio.Cdev && errors.Is(err, vfio.ErrNotSupported) {
+			if m.backend == vfio.Cdev && errors.Is(err, vfioerr.ErrNotSupported) {
 				// Linux 6.12 makes no cdev for a no-IOMMU device: said so.
-				expect(t, "cdev of a no-IOMMU device", err, vfio.ErrNotSupported, "no-IOMMU", "no cdev")
+				expect(t, "cdev of a no-IOMMU device", err, vfioerr.ErrNotSupported, "no-IOMMU", "no cdev")
 				t.Logf("%s: %v", m.name, err)
 				return
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/vfioctl/vfioctl/ioasid"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // The emulated devices every profile carries, by vendor:device ID.
@@ -98,7 +99,7 @@ func TestSmokeIommufd(t *testing.T) {
 			t.Fatal("/dev/iommu exists, yet the iommufd backends say the kernel lacks it")
 		}
 		_, err := ioasid.Open()
-		expect(t, "ioasid.Open without iommufd", err, ioasid.ErrNotSupported, "Linux 6.2", "CONFIG_IOMMUFD")
+		expect(t, "ioasid.Open without iommufd", err, vfioerr.ErrNotSupported, "Linux 6.2", "CONFIG_IOMMUFD")
 		t.Skip("no iommufd on this kernel (Linux 6.2+), as ioasid.Open says")
 	}
 	fd, err := unix.Open("/dev/iommu", unix.O_RDWR|unix.O_CLOEXEC, 0)

@@ -17,6 +17,7 @@ import (
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // spaprModes are the container models of the pSeries guest, where the
@@ -365,7 +366,7 @@ func TestSPAPR(t *testing.T) {
 		if _, err := os.Stat("/dev/vfio/devices"); err == nil {
 			t.Error("/dev/vfio/devices exists: the kernel built device cdevs beside SPAPR TCE")
 		}
-		if _, err := vfio.CdevPath(addr); !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), "SPAPR") {
+		if _, err := vfio.CdevPath(addr); !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "SPAPR") {
 			t.Errorf("CdevPath: %v", err)
 		}
 		fd, err := ioasid.Open()
@@ -421,7 +422,7 @@ func spaprJoinRefused(t *testing.T, addrs []string, m mode) {
 		h2.Close()
 	}
 	h1.Close()
-	if !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), "pSeries") {
+	if !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), "pSeries") {
 		t.Fatalf("joining a second group: %v, want ErrNotSupported naming pSeries", err)
 	}
 	t.Logf("join refused: %v", err)

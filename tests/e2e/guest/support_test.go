@@ -9,6 +9,7 @@ import (
 
 	"github.com/vfioctl/vfioctl/hack/qemu"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // sinceLinux is the Linux version that added each backend's kernel side.
@@ -53,7 +54,7 @@ func backendSupported(t testing.TB, b vfio.Backend) bool {
 	switch {
 	case err == nil:
 		t.Fatalf("edu opened through %s, which this boot's manifest says its kernel or machine lacks (%s=%s)", b, qemu.OfferEnv, os.Getenv(qemu.OfferEnv))
-	case v == "" || !errors.Is(err, vfio.ErrNotSupported) || !strings.Contains(err.Error(), why):
+	case v == "" || !errors.Is(err, vfioerr.ErrNotSupported) || !strings.Contains(err.Error(), why):
 		t.Fatalf("opening edu via %s, which this boot lacks: %v (want ErrNotSupported saying %q)", b, err, why)
 	}
 	return false
