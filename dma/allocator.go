@@ -37,8 +37,8 @@ func NewAllocator(ranges []Range, align uint64) (*Allocator, error) {
 		}
 		a.insert(r)
 	}
-	a.reserve(Range{0, align - 1})
-	a.managed = a.FreeRanges()
+	a.carve(Range{0, align - 1})
+	a.managed = a.Available()
 	return a, nil
 }
 
@@ -62,8 +62,8 @@ func limit(rs []Range, last uint64) []Range {
 	return out
 }
 
-// Alloc reserves size bytes and returns the IOVA.
-func (a *Allocator) Alloc(size uint64) (uint64, error) {
+// Reserve reserves size bytes and returns the IOVA.
+func (a *Allocator) Reserve(size uint64) (uint64, error) {
 	if size == 0 {
 		return 0, errors.New("dma: zero-size IOVA allocation")
 	}
@@ -95,11 +95,11 @@ func (a *Allocator) Alloc(size uint64) (uint64, error) {
 	return 0, fmt.Errorf("%w: %d bytes (free: %v)", ErrNoSpace, size, a.free)
 }
 
-// Free returns [iova, iova+size) to the allocator: what Alloc handed out.
+// Release returns [iova, iova+size) to the allocator: what Reserve handed out.
 // A zero size, a range that wraps past the top of the address space, an
 // IOVA not on the allocator's alignment, or a range that is (partly) free
 // already is refused and changes nothing.
-func (a *Allocator) Free(iova, size uint64) error {
+func (a *Allocator) Release(iova, size uint64) error {
 	if size == 0 {
 		return fmt.Errorf("dma: freeing zero bytes at %#x", iova)
 	}
@@ -128,7 +128,7 @@ func (a *Allocator) Free(iova, size uint64) error {
 }
 
 // reserve removes r from the free ranges.
-func (a *Allocator) reserve(r Range) {
+func (a *Allocator) carve(r Range) {
 	var out []Range
 	for _, f := range a.free {
 		if f.Last < r.Start || f.Start > r.Last {
@@ -145,8 +145,8 @@ func (a *Allocator) reserve(r Range) {
 	a.free = out
 }
 
-// FreeRanges is the free space, for reports.
-func (a *Allocator) FreeRanges() []Range { return append([]Range(nil), a.free...) }
+// Available is the unreserved space, for reports.
+func (a *Allocator) Available() []Range { return append([]Range(nil), a.free...) }
 
 func (a *Allocator) insert(r Range) {
 	a.free = append(a.free, r)

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// FuzzAllocator drives an Allocator with random Alloc and Free calls (some
+// FuzzAllocator drives an Allocator with random Reserve and Release calls (some
 // valid, some not) and checks after each: no two live allocations overlap,
 // every one lies inside the ranges it was given, none touches page 0, and
 // the free list plus the live allocations never exceed the managed space.
@@ -29,24 +29,24 @@ func FuzzAllocator(f *testing.F) {
 				if op%4 == 0 {
 					size = arg % (64 << 20)
 				}
-				iova, err := a.Alloc(size)
+				iova, err := a.Reserve(size)
 				if err != nil {
 					continue
 				}
 				rounded := (size + 4095) &^ 4095
 				if iova < 4096 || iova%4096 != 0 {
-					t.Fatalf("Alloc(%#x) = %#x: page 0 or unaligned", size, iova)
+					t.Fatalf("Reserve(%#x) = %#x: page 0 or unaligned", size, iova)
 				}
 				inside := false
 				for _, r := range ranges {
 					inside = inside || (r.Start <= iova && iova+rounded-1 <= r.Last && iova+rounded-1 >= iova)
 				}
 				if !inside {
-					t.Fatalf("Alloc(%#x) = %#x outside %v", size, iova, ranges)
+					t.Fatalf("Reserve(%#x) = %#x outside %v", size, iova, ranges)
 				}
 				for _, l := range live {
 					if iova <= l.iova+l.size-1 && l.iova <= iova+rounded-1 {
-						t.Fatalf("Alloc(%#x) = %#x overlaps live [%#x+%#x]", size, iova, l.iova, l.size)
+						t.Fatalf("Reserve(%#x) = %#x overlaps live [%#x+%#x]", size, iova, l.iova, l.size)
 					}
 				}
 				live = append(live, alloc{iova, rounded})
@@ -55,8 +55,8 @@ func FuzzAllocator(f *testing.F) {
 					continue
 				}
 				i := int(arg % uint64(len(live)))
-				if err := a.Free(live[i].iova, live[i].size); err != nil {
-					t.Fatalf("Free of live %#x+%#x: %v", live[i].iova, live[i].size, err)
+				if err := a.Release(live[i].iova, live[i].size); err != nil {
+					t.Fatalf("Release of live %#x+%#x: %v", live[i].iova, live[i].size, err)
 				}
 				live = append(live[:i], live[i+1:]...)
 			case 3: // free something arbitrary: must fail unless it is wholly handed out
@@ -65,8 +65,8 @@ func FuzzAllocator(f *testing.F) {
 				for _, l := range live {
 					held = held || (l.iova <= arg && arg+size-1 <= l.iova+l.size-1 && size > 0 && arg%4096 == 0 && arg+size-1 >= arg)
 				}
-				before := a.FreeRanges()
-				if err := a.Free(arg, size); err == nil && !held {
+				before := a.Available()
+				if err := a.Release(arg, size); err == nil && !held {
 					t.Fatalf("Free(%#x, %#x) of space not handed out succeeded (free was %v)", arg, size, before)
 				}
 				if held {
@@ -75,7 +75,7 @@ func FuzzAllocator(f *testing.F) {
 					return
 				}
 			}
-			for _, fr := range a.FreeRanges() {
+			for _, fr := range a.Available() {
 				if fr.Start < 4096 {
 					t.Fatalf("free range %v includes page 0", fr)
 				}

@@ -13,28 +13,28 @@ func TestAllocator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iova, err := a.Alloc(0x1800) // rounds to 0x2000, aligned to 0x2000
+	iova, err := a.Reserve(0x1800) // rounds to 0x2000, aligned to 0x2000
 	if err != nil || iova != 0x2000 {
-		t.Fatalf("Alloc(0x1800) = %#x, %v", iova, err)
+		t.Fatalf("CreateBuffer(0x1800) = %#x, %v", iova, err)
 	}
-	big, err := a.Alloc(2 << 20) // only the second range fits, 2 MiB aligned
+	big, err := a.Reserve(2 << 20) // only the second range fits, 2 MiB aligned
 	if err != nil || big != 0x200000 {
-		t.Fatalf("Alloc(2MiB) = %#x, %v", big, err)
+		t.Fatalf("CreateBuffer(2MiB) = %#x, %v", big, err)
 	}
-	if _, err := a.Alloc(4 << 20); !errors.Is(err, ErrNoSpace) {
-		t.Fatalf("Alloc(4MiB) = %v, want ErrNoSpace", err)
+	if _, err := a.Reserve(4 << 20); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("CreateBuffer(4MiB) = %v, want ErrNoSpace", err)
 	}
-	if err := a.Free(iova, 0x2000); err != nil {
+	if err := a.Release(iova, 0x2000); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Free(iova, 0x1000); err == nil {
+	if err := a.Release(iova, 0x1000); err == nil {
 		t.Fatal("double Free succeeded")
 	}
-	if got := a.FreeRanges(); len(got) != 1 || got[0] != (Range{0x1000, 0xfffff}) {
+	if got := a.Available(); len(got) != 1 || got[0] != (Range{0x1000, 0xfffff}) {
 		t.Fatalf("free after Free = %v", got)
 	}
 	a.Limit(0x7fff)
-	if got := a.FreeRanges(); len(got) != 1 || got[0].Last != 0x7fff {
+	if got := a.Available(); len(got) != 1 || got[0].Last != 0x7fff {
 		t.Fatalf("free after Limit = %v", got)
 	}
 	if _, err := NewAllocator(nil, 3); err == nil {
@@ -47,13 +47,13 @@ func TestAllocatorFullRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if iova, err := a.Alloc(4096); err != nil || iova != 4096 { // page 0 is never handed out
+	if iova, err := a.Reserve(4096); err != nil || iova != 4096 { // page 0 is never handed out
 		t.Fatalf("Alloc = %#x, %v", iova, err)
 	}
 }
 
 func TestBuffer(t *testing.T) {
-	b, err := Alloc(100)
+	b, err := CreateBuffer(100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +67,8 @@ func TestBuffer(t *testing.T) {
 	if err := b.Close(); err == nil {
 		t.Fatal("double Close succeeded")
 	}
-	if _, err := Alloc(0); err == nil {
-		t.Fatal("Alloc(0) succeeded")
+	if _, err := CreateBuffer(0); err == nil {
+		t.Fatal("CreateBuffer(0) succeeded")
 	}
 }
 
@@ -77,11 +77,11 @@ func TestAllocatorRejectsBadFrees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iova, err := a.Alloc(8192)
+	iova, err := a.Reserve(8192)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := a.FreeRanges()
+	before := a.Available()
 	for _, c := range []struct {
 		name       string
 		iova, size uint64
@@ -94,18 +94,18 @@ func TestAllocatorRejectsBadFrees(t *testing.T) {
 		{"huge size", iova, ^uint64(0)},
 		{"already free", iova + 8192, 4096},
 	} {
-		if err := a.Free(c.iova, c.size); err == nil {
+		if err := a.Release(c.iova, c.size); err == nil {
 			t.Errorf("Free(%#x, %#x) (%s) succeeded", c.iova, c.size, c.name)
 		}
-		if got := a.FreeRanges(); !equalRanges(got, before) {
+		if got := a.Available(); !equalRanges(got, before) {
 			t.Fatalf("%s changed the free ranges: %v, was %v", c.name, got, before)
 		}
 	}
-	if _, err := a.Alloc(^uint64(0)); !errors.Is(err, ErrNoSpace) {
+	if _, err := a.Reserve(^uint64(0)); !errors.Is(err, ErrNoSpace) {
 		t.Fatalf("Alloc(max) = %v, want ErrNoSpace", err)
 	}
 	limited, _ := NewAllocator([]Range{{0x1000, 0xfffff}}, 4096)
-	if err := limited.Free(0x200000, 4096); err == nil {
+	if err := limited.Release(0x200000, 4096); err == nil {
 		t.Fatal("freeing outside the managed ranges succeeded")
 	}
 }
@@ -124,7 +124,7 @@ func equalRanges(a, b []Range) bool {
 
 // PhysAddr reads a real frame number as root and refuses plainly otherwise.
 func TestPhysAddr(t *testing.T) {
-	b, err := Alloc(8192)
+	b, err := CreateBuffer(8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestPhysAddr(t *testing.T) {
 // pages overflows, is refused before mmap sees it.
 func TestAllocSizes(t *testing.T) {
 	for _, n := range []int{0, -1, math.MaxInt, math.MaxInt - 1} {
-		if b, err := Alloc(n); err == nil {
+		if b, err := CreateBuffer(n); err == nil {
 			b.Close()
 			t.Errorf("Alloc(%d) succeeded", n)
 		} else if n > 0 && !strings.Contains(err.Error(), "overflows") {

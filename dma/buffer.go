@@ -22,12 +22,12 @@ type Buffer struct {
 	huge bool
 }
 
-// Alloc maps size bytes (rounded up to the page size) of anonymous memory.
-func Alloc(size int) (*Buffer, error) { return alloc(size, 0) }
+// CreateBuffer maps size bytes (rounded up to the page size) of anonymous memory.
+func CreateBuffer(size int) (*Buffer, error) { return alloc(size, 0) }
 
-// AllocHuge maps size bytes backed by 2 MiB huge pages (size is rounded up
+// CreateHugeBuffer maps size bytes backed by 2 MiB huge pages (size is rounded up
 // to 2 MiB). It needs pages reserved in /proc/sys/vm/nr_hugepages.
-func AllocHuge(size int) (*Buffer, error) {
+func CreateHugeBuffer(size int) (*Buffer, error) {
 	return alloc(size, unix.MAP_HUGETLB|21<<unix.MAP_HUGE_SHIFT)
 }
 

@@ -23,7 +23,7 @@ func ExampleEdu_Roundtrip() {
 		log.Fatal(err)
 	}
 	defer e.Close()
-	buf, err := dma.Alloc(8192)
+	buf, err := dma.CreateBuffer(8192)
 	if err != nil {
 		log.Fatal(err)
 	}

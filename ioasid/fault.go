@@ -33,22 +33,35 @@ func (f *FD) AllocFaultQueue() (*FaultQueue, error) {
 // ID is the fault object's id.
 func (q *FaultQueue) ID() uint32 { return q.id }
 
+// Fault is one I/O page fault record (struct iommu_hwpt_pgfault): a
+// device's access at Addr that the HWPT did not translate.
+type Fault struct {
+	Flags  uint32 // uapi.IOMMU_PGFAULT_FLAGS_*: PASID valid, last page of its group
+	DevID  uint32 // the iommufd device id
+	PASID  uint32
+	Group  uint32 // the page request group; one response answers it
+	Perm   uint32 // uapi.IOMMU_PGFAULT_PERM_*
+	Addr   uint64
+	Length uint32
+	Cookie uint32 // what Respond names
+}
+
 // Read reads the fault records available, waiting at most timeout for the
 // first (0: until one arrives or the queue is closed); none on timeout.
-func (q *FaultQueue) Read(max int, timeout time.Duration) ([]uapi.IommuHwptPgfault, error) {
+func (q *FaultQueue) Read(max int, timeout time.Duration) ([]Fault, error) {
 	size := int(unsafe.Sizeof(uapi.IommuHwptPgfault{}))
 	buf := make([]byte, size*max)
 	n, err := q.q.read(buf, timeout)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]uapi.IommuHwptPgfault, n/size)
+	out := make([]Fault, n/size)
 	for i := range out {
-		rec, err := uapi.Decode[uapi.IommuHwptPgfault](buf[i*size : n])
+		r, err := uapi.Decode[uapi.IommuHwptPgfault](buf[i*size : n])
 		if err != nil {
 			return out[:i], err
 		}
-		out[i] = *rec
+		out[i] = Fault{Flags: r.Flags, DevID: r.DevId, PASID: r.Pasid, Group: r.Grpid, Perm: r.Perm, Addr: r.Addr, Length: r.Length, Cookie: r.Cookie}
 	}
 	return out, nil
 }

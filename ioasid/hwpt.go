@@ -141,19 +141,29 @@ func (h *HWPT) DirtyBitmap(iova, length, pageSize uint64, clear bool) ([]uint64,
 	return words(raw), nil
 }
 
-// Invalidate is IOMMU_HWPT_INVALIDATE on a nested HWPT with driver-specific
-// requests of dataType (e.g. uapi.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1), each
-// entrySize bytes. It returns how many requests the kernel handled: on an
-// error, the index of the request it stopped at.
-func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (uint32, error) {
-	if uint64(entrySize)*uint64(n) > uint64(len(reqs)) {
-		return 0, kernel.Call{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name()}.Refuse(unix.EINVAL, "request buffer shorter than n*entrySize")
+// Invalidate is IOMMU_HWPT_INVALIDATE on a nested HWPT: requests of
+// dataType (e.g. uapi.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1), each one entry of
+// the IOMMU driver's invalidation struct, all of one length. It returns
+// how many requests the kernel handled: on an error, the index of the
+// request it stopped at.
+func (h *HWPT) Invalidate(dataType uint32, reqs ...[]byte) (int, error) {
+	var entrySize int
+	if len(reqs) > 0 {
+		entrySize = len(reqs[0])
 	}
-	buf := make([]byte, len(reqs)+1) // read through DataUptr; never empty
-	copy(buf, reqs)
+	buf := make([]byte, 0, len(reqs)*entrySize+1) // read through DataUptr; never empty
+	for i, r := range reqs {
+		if len(r) != entrySize {
+			return 0, kernel.Call{Op: "IOMMU_HWPT_INVALIDATE", Object: h.fd.Name()}.Refuse(unix.EINVAL,
+				fmt.Sprintf("request %d is %d bytes, request 0 %d: the kernel takes entries of one length", i, len(r), entrySize))
+		}
+		buf = append(buf, r...)
+	}
+	buf = append(buf, 0)
+	n := uint32(len(reqs))
 	var done uint32
 	err := h.use("IOMMU_HWPT_INVALIDATE", func(id uint32) error {
-		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uapi.SlicePointer(buf), DataType: dataType, EntryLen: entrySize, EntryNum: n}
+		inv := uapi.IommuHwptInvalidate{HwptId: id, DataUptr: uapi.SlicePointer(buf), DataType: dataType, EntryLen: uint32(entrySize), EntryNum: n}
 		c := call("IOMMU_HWPT_INVALIDATE", uapi.IOMMU_HWPT_INVALIDATE, fmt.Sprintf("hwpt %d type %#x n %d", id, dataType, n))
 		stopped := func() string {
 			return fmt.Sprintf("the kernel handled %d of %d requests and stopped at request %d", inv.EntryNum, n, inv.EntryNum)
@@ -166,5 +176,5 @@ func (h *HWPT) Invalidate(dataType uint32, reqs []byte, entrySize, n uint32) (ui
 		done = inv.EntryNum
 		return err
 	})
-	return done, err
+	return int(done), err
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
@@ -154,7 +153,7 @@ func (c *Controller) eventfd(i int) *vfio.Eventfd {
 
 // wireInterrupts gives each queue an MSI-X vector on its own eventfd.
 func (c *Controller) wireInterrupts() error {
-	info, err := c.dev.IRQInfo(uapi.VFIO_PCI_MSIX_IRQ_INDEX)
+	info, err := c.dev.IRQInfo(vfio.MSIXIRQ)
 	if err != nil {
 		return err
 	}
@@ -162,13 +161,13 @@ func (c *Controller) wireInterrupts() error {
 		return fmt.Errorf("nvme: %s has %d MSI-X vectors; %d queues with interrupts need %d", c.dev.Name(), info.Count, c.opts.Queues, c.opts.Queues+1)
 	}
 	for i := 0; i <= c.opts.Queues; i++ {
-		ev, err := vfio.NewEventfd()
+		ev, err := vfio.CreateEventfd()
 		if err != nil {
 			return err
 		}
 		c.evs = append(c.evs, ev)
 	}
-	return c.dev.SetEventfds(uapi.VFIO_PCI_MSIX_IRQ_INDEX, 0, c.evs...)
+	return c.dev.SetEventfds(vfio.MSIXIRQ, 0, c.evs...)
 }
 
 // start disables the controller, programs the admin queue, enables it and
@@ -351,12 +350,12 @@ func (c *Controller) Queue(i int) *QueuePair { return c.io[i] }
 // Queues is the number of I/O queue pairs.
 func (c *Controller) Queues() int { return len(c.io) }
 
-// AllocBuffer takes size bytes (rounded up to 4 KiB) of DMA memory from the
-// pool, zeroed; FreeBuffer returns them.
-func (c *Controller) AllocBuffer(size int) (Buffer, error) { return c.pool.get(size) }
+// TakeBuffer takes size bytes (rounded up to 4 KiB) of DMA memory from the
+// pool, zeroed; ReturnBuffer returns them.
+func (c *Controller) TakeBuffer(size int) (Buffer, error) { return c.pool.get(size) }
 
-// FreeBuffer returns a buffer from AllocBuffer to the pool.
-func (c *Controller) FreeBuffer(b Buffer) error { return c.pool.put(b) }
+// ReturnBuffer returns a buffer from TakeBuffer to the pool.
+func (c *Controller) ReturnBuffer(b Buffer) error { return c.pool.put(b) }
 
 // MaxTransfer is the largest transfer of one command, in bytes (MDTS, and
 // one PRP list page).
@@ -404,7 +403,7 @@ func (c *Controller) release() error {
 		}
 	}
 	if len(c.evs) > 0 {
-		keep(c.dev.DisableIRQ(uapi.VFIO_PCI_MSIX_IRQ_INDEX))
+		keep(c.dev.DisableIRQ(vfio.MSIXIRQ))
 		for _, ev := range c.evs {
 			keep(ev.Close())
 		}

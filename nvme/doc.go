@@ -7,7 +7,7 @@
 // Identify Controller and creates I/O queue pairs. Completions are polled
 // (the fastest path: no system call per command) or, with
 // Options.Interrupts, signalled per queue by an MSI-X vector on an eventfd.
-// Data buffers come from the same pool (Controller.AllocBuffer), so the I/O
+// Data buffers come from the same pool (Controller.TakeBuffer), so the I/O
 // path maps nothing and allocates nothing.
 //
 // Every command has a deadline (Options.Timeout). A command past it is

@@ -25,7 +25,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	buf, err := c.AllocBuffer(4096)
+	buf, err := c.TakeBuffer(4096)
 	if err != nil {
 		log.Fatal(err)
 	}

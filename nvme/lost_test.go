@@ -61,7 +61,7 @@ func TestLostCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf, _ := c.AllocBuffer(4096)
+	buf, _ := c.TakeBuffer(4096)
 	q := c.io[0]
 	q.mu.Lock()
 	saved := q.sqDB

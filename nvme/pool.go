@@ -24,11 +24,11 @@ func newPool(m dma.Mapper, size int) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf, err := dma.Alloc(size)
+	buf, err := dma.CreateBuffer(size)
 	if err != nil {
 		return nil, err
 	}
-	base, err := iovas.Alloc(uint64(size))
+	base, err := iovas.Reserve(uint64(size))
 	if err != nil {
 		buf.Close()
 		return nil, fmt.Errorf("nvme: no IOVA room for a %d-byte DMA pool: %w", size, err)
@@ -69,7 +69,7 @@ func (p *pool) get(size int) (Buffer, error) {
 	}
 	size = (size + pageSize - 1) &^ (pageSize - 1)
 	p.mu.Lock()
-	iova, err := p.parts.Alloc(uint64(size))
+	iova, err := p.parts.Reserve(uint64(size))
 	p.mu.Unlock()
 	if err != nil {
 		return Buffer{}, fmt.Errorf("%w: %d bytes wanted: %v", ErrNoBuffers, size, err)
@@ -86,7 +86,7 @@ func (p *pool) put(b Buffer) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.parts.Free(b.iova, uint64(len(b.b)))
+	return p.parts.Release(b.iova, uint64(len(b.b)))
 }
 
 func (p *pool) close() error {

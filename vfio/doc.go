@@ -66,12 +66,22 @@
 //
 // # Names
 //
-// Open* opens a path (OpenContainer, OpenGroup, OpenCdev; Open opens a
-// device by PCI address); New* takes ownership of a descriptor the caller
-// already has, or builds a Go value over an existing object (NewContainer,
-// NewGroup, NewDevice, NewCdev, NewSPAPRMapper) — except NewEventfd and
-// NewVFToken, which make a fresh value with nothing to open. Methods that
-// make kernel objects are named for the ioctl they issue.
+// One rule across vfioctl's packages:
+//
+//   - Open opens a path: OpenContainer, OpenGroup, OpenCdev, ioasid.Open;
+//     vfio.Open opens a device by its PCI address.
+//   - New builds a Go value over what the caller passes: a descriptor it
+//     owns (NewContainer, NewGroup, NewDevice, NewCdev, ioasid.NewFD) or an
+//     open object (NewSPAPRMapper, nvme.New, dma.NewAllocator).
+//   - Create makes a new kernel resource that no *_ALLOC ioctl makes:
+//     CreateEventfd, dma.CreateBuffer, SPAPR.CreateWindow.
+//   - Alloc is kept for iommufd's *_ALLOC ioctls: ioasid.FD.AllocIOAS,
+//     AllocHWPT, AllocFaultQueue and the rest.
+//   - Reserve and Release take and return IOVA ranges (dma.Allocator);
+//     nvme's pool lends memory with TakeBuffer and ReturnBuffer.
+//
+// Region and IRQ indexes are typed (RegionIndex, IRQIndex), so a constant
+// of one kind cannot be passed as the other.
 //
 // # Descriptors from elsewhere
 //

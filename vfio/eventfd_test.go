@@ -11,7 +11,7 @@ import (
 // Eventfd keeps the Close contract: a Wait in progress ends with ErrClosed
 // when another goroutine closes it; later uses and Closes fail the same way.
 func TestEventfdCloseContract(t *testing.T) {
-	e, err := NewEventfd()
+	e, err := CreateEventfd()
 	if err != nil {
 		t.Fatal(err)
 	}

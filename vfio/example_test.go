@@ -38,7 +38,7 @@ func Example() {
 	}
 	defer h.Close()
 
-	buf, err := dma.Alloc(4096)
+	buf, err := dma.CreateBuffer(4096)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	iova, err := alloc.Alloc(uint64(buf.Len()))
+	iova, err := alloc.Reserve(uint64(buf.Len()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func Example() {
 	}
 	defer mmio.Close()
 
-	msi, err := vfio.NewEventfd()
+	msi, err := vfio.CreateEventfd()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func ExampleSPAPR_CreateWindow() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	buf, err := dma.Alloc(64 << 10)
+	buf, err := dma.CreateBuffer(64 << 10)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,18 +13,22 @@ import (
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
+// IRQIndex is a VFIO interrupt index: for vfio-pci one of the constants
+// below.
+type IRQIndex uint32
+
 // IRQ indexes of vfio-pci.
 const (
-	IntxIRQ  = uapi.VFIO_PCI_INTX_IRQ_INDEX
-	MSIIRQ   = uapi.VFIO_PCI_MSI_IRQ_INDEX
-	MSIXIRQ  = uapi.VFIO_PCI_MSIX_IRQ_INDEX
-	ErrorIRQ = uapi.VFIO_PCI_ERR_IRQ_INDEX // AER errors (PCIe devices)
-	ReqIRQ   = uapi.VFIO_PCI_REQ_IRQ_INDEX
+	IntxIRQ  IRQIndex = uapi.VFIO_PCI_INTX_IRQ_INDEX
+	MSIIRQ   IRQIndex = uapi.VFIO_PCI_MSI_IRQ_INDEX
+	MSIXIRQ  IRQIndex = uapi.VFIO_PCI_MSIX_IRQ_INDEX
+	ErrorIRQ IRQIndex = uapi.VFIO_PCI_ERR_IRQ_INDEX // AER errors (PCIe devices)
+	ReqIRQ   IRQIndex = uapi.VFIO_PCI_REQ_IRQ_INDEX
 )
 
 // IRQInfo is VFIO_DEVICE_GET_IRQ_INFO.
 type IRQInfo struct {
-	Index uint32
+	Index IRQIndex
 	Count uint32
 	Flags uint32 // uapi.VFIO_IRQ_INFO_*
 }
@@ -35,22 +39,22 @@ func (i IRQInfo) AutoMasked() bool { return i.Flags&uapi.VFIO_IRQ_INFO_AUTOMASKE
 func (i IRQInfo) NoResize() bool   { return i.Flags&uapi.VFIO_IRQ_INFO_NORESIZE != 0 }
 
 // IRQInfo is VFIO_DEVICE_GET_IRQ_INFO for index i.
-func (d *Device) IRQInfo(i int) (IRQInfo, error) {
-	if n := d.Info().NumIRQs; i < 0 || uint32(i) >= n {
+func (d *Device) IRQInfo(i IRQIndex) (IRQInfo, error) {
+	if n := d.Info().NumIRQs; uint32(i) >= n {
 		return IRQInfo{}, kernel.Call{Op: "VFIO_DEVICE_GET_IRQ_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Refuse(unix.EINVAL, fmt.Sprintf("the device has IRQ indexes 0 to %d", int(n)-1))
 	}
 	info := uapi.VfioIrqInfo{Index: uint32(i)}
 	if err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_GET_IRQ_INFO", Args: fmt.Sprintf("index %d", i)}, func(fd int) error { return uapi.IoctlVfioDeviceGetIrqInfo(fd, &info) }); err != nil {
 		return IRQInfo{}, err
 	}
-	return IRQInfo{Index: info.Index, Count: info.Count, Flags: info.Flags}, nil
+	return IRQInfo{Index: IRQIndex(info.Index), Count: info.Count, Flags: info.Flags}, nil
 }
 
 // setIRQs issues VFIO_DEVICE_SET_IRQS with an optional data payload.
-func (d *Device) setIRQs(flags, index, start, count uint32, data []byte, what string) error {
+func (d *Device) setIRQs(flags uint32, index IRQIndex, start, count uint32, data []byte, what string) error {
 	hdr := int(unsafe.Sizeof(uapi.VfioIrqSet{}))
 	buf := kernel.HeapBytes(hdr + len(data))
-	*(*uapi.VfioIrqSet)(unsafe.Pointer(&buf[0])) = uapi.VfioIrqSet{Flags: flags, Index: index, Start: start, Count: count}
+	*(*uapi.VfioIrqSet)(unsafe.Pointer(&buf[0])) = uapi.VfioIrqSet{Flags: flags, Index: uint32(index), Start: start, Count: count}
 	copy(buf[hdr:], data)
 	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_SET_IRQS", Args: fmt.Sprintf("%s index %d start %d count %d", what, index, start, count)},
 		func(fd int) error { return uapi.IoctlVfioDeviceSetIrqs(fd, buf) })
@@ -59,7 +63,7 @@ func (d *Device) setIRQs(flags, index, start, count uint32, data []byte, what st
 // SetTriggers makes vectors start.. of an IRQ index signal the eventfds
 // (-1 leaves a vector without one). For MSI and MSI-X this enables the
 // vectors on the device.
-func (d *Device) SetTriggers(index, start uint32, fds []int) error {
+func (d *Device) SetTriggers(index IRQIndex, start uint32, fds []int) error {
 	data := make([]byte, 4*len(fds))
 	for i, fd := range fds {
 		binary.NativeEndian.PutUint32(data[4*i:], uint32(int32(fd)))
@@ -69,7 +73,7 @@ func (d *Device) SetTriggers(index, start uint32, fds []int) error {
 
 // SetEventfds is SetTriggers with Eventfds: vectors start.. of an IRQ
 // index signal evs (a nil entry leaves its vector without one).
-func (d *Device) SetEventfds(index, start uint32, evs ...*Eventfd) error {
+func (d *Device) SetEventfds(index IRQIndex, start uint32, evs ...*Eventfd) error {
 	fds := make([]int, len(evs))
 	for i, e := range evs {
 		fds[i] = -1
@@ -87,22 +91,22 @@ func (d *Device) SetEventfds(index, start uint32, evs ...*Eventfd) error {
 }
 
 // DisableIRQ tears down every trigger of an index (and disables MSI/MSI-X).
-func (d *Device) DisableIRQ(index uint32) error {
+func (d *Device) DisableIRQ(index IRQIndex) error {
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_NONE|uapi.VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, 0, nil, "disable")
 }
 
 // MaskIRQ masks vectors start..start+count-1 of an index.
-func (d *Device) MaskIRQ(index, start, count uint32) error {
+func (d *Device) MaskIRQ(index IRQIndex, start, count uint32) error {
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_NONE|uapi.VFIO_IRQ_SET_ACTION_MASK, index, start, count, nil, "mask")
 }
 
 // UnmaskIRQ unmasks vectors of an index (for INTx: after handling it).
-func (d *Device) UnmaskIRQ(index, start, count uint32) error {
+func (d *Device) UnmaskIRQ(index IRQIndex, start, count uint32) error {
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_NONE|uapi.VFIO_IRQ_SET_ACTION_UNMASK, index, start, count, nil, "unmask")
 }
 
 // TriggerIRQ fires vectors from software, as if the device had raised them.
-func (d *Device) TriggerIRQ(index, start, count uint32) error {
+func (d *Device) TriggerIRQ(index IRQIndex, start, count uint32) error {
 	return d.setIRQs(uapi.VFIO_IRQ_SET_DATA_NONE|uapi.VFIO_IRQ_SET_ACTION_TRIGGER, index, start, count, nil, "trigger")
 }
 
@@ -113,8 +117,8 @@ type Eventfd struct {
 	w *kernel.Waitable
 }
 
-// NewEventfd creates a non-blocking, close-on-exec eventfd.
-func NewEventfd() (*Eventfd, error) {
+// CreateEventfd creates a non-blocking, close-on-exec eventfd.
+func CreateEventfd() (*Eventfd, error) {
 	raw, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, kernel.Call{Op: "eventfd"}.Fail(err)

@@ -11,24 +11,29 @@ import (
 	"github.com/vfioctl/vfioctl/uapi"
 )
 
+// RegionIndex is a VFIO region index: for vfio-pci BAR0Region to
+// BAR0Region+5, ROMRegion, ConfigRegion, VGARegion, then device-specific
+// regions.
+type RegionIndex uint32
+
 // PCI region indexes of vfio-pci.
 const (
-	BAR0Region   = uapi.VFIO_PCI_BAR0_REGION_INDEX
-	ROMRegion    = uapi.VFIO_PCI_ROM_REGION_INDEX
-	ConfigRegion = uapi.VFIO_PCI_CONFIG_REGION_INDEX
-	VGARegion    = uapi.VFIO_PCI_VGA_REGION_INDEX
+	BAR0Region   RegionIndex = uapi.VFIO_PCI_BAR0_REGION_INDEX
+	ROMRegion    RegionIndex = uapi.VFIO_PCI_ROM_REGION_INDEX
+	ConfigRegion RegionIndex = uapi.VFIO_PCI_CONFIG_REGION_INDEX
+	VGARegion    RegionIndex = uapi.VFIO_PCI_VGA_REGION_INDEX
 )
 
 // Region is one VFIO_DEVICE_GET_REGION_INFO region with its caps decoded.
 type Region struct {
 	dev    *Device
-	Index  uint32
+	Index  RegionIndex
 	Size   uint64
 	Offset uint64 // in the device fd
 	Flags  uint32 // uapi.VFIO_REGION_INFO_FLAG_*
 	// SparseAreas, when set, are the only mmap-able parts
 	// (VFIO_REGION_INFO_CAP_SPARSE_MMAP).
-	SparseAreas []uapi.VfioRegionSparseMmapArea
+	SparseAreas []SparseArea
 	// Type and Subtype identify a device-specific region
 	// (VFIO_REGION_INFO_CAP_TYPE); zero for the standard ones.
 	Type, Subtype uint32
@@ -38,13 +43,18 @@ type Region struct {
 	Caps         []uapi.Cap
 }
 
+// SparseArea is an mmap-able part of a region: Size bytes at Offset in it.
+type SparseArea struct {
+	Offset, Size uint64
+}
+
 func (r *Region) Readable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_READ != 0 }
 func (r *Region) Writable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_WRITE != 0 }
 func (r *Region) Mappable() bool { return r.Flags&uapi.VFIO_REGION_INFO_FLAG_MMAP != 0 }
 
 // Region is VFIO_DEVICE_GET_REGION_INFO for index i.
-func (d *Device) Region(i int) (*Region, error) {
-	if n := d.Info().NumRegions; i < 0 || uint32(i) >= n {
+func (d *Device) Region(i RegionIndex) (*Region, error) {
+	if n := d.Info().NumRegions; uint32(i) >= n {
 		return nil, kernel.Call{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Refuse(unix.EINVAL, fmt.Sprintf("the device has regions 0 to %d", int(n)-1))
 	}
 	hdr := uint32(unsafe.Sizeof(uapi.VfioRegionInfo{}))
@@ -59,7 +69,7 @@ func (d *Device) Region(i int) (*Region, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Region{dev: d, Index: raw.Index, Size: raw.Size, Offset: raw.Offset, Flags: raw.Flags}
+	r := &Region{dev: d, Index: RegionIndex(raw.Index), Size: raw.Size, Offset: raw.Offset, Flags: raw.Flags}
 	if raw.Flags&uapi.VFIO_REGION_INFO_FLAG_CAPS == 0 {
 		return r, nil
 	}
@@ -69,8 +79,12 @@ func (d *Device) Region(i int) (*Region, error) {
 	for _, c := range r.Caps {
 		switch c.ID {
 		case uapi.VFIO_REGION_INFO_CAP_SPARSE_MMAP:
-			if r.SparseAreas, err = uapi.SparseMmapAreas(c); err != nil {
+			areas, err := uapi.SparseMmapAreas(c)
+			if err != nil {
 				return nil, err
+			}
+			for _, a := range areas {
+				r.SparseAreas = append(r.SparseAreas, SparseArea{Offset: a.Offset, Size: a.Size})
 			}
 		case uapi.VFIO_REGION_INFO_CAP_TYPE:
 			t, err := uapi.CapAs[uapi.VfioRegionInfoCapType](c)
@@ -89,7 +103,7 @@ func (d *Device) Region(i int) (*Region, error) {
 // implement (EINVAL, e.g. VGA on most devices) are left out.
 func (d *Device) Regions() ([]*Region, error) {
 	var out []*Region
-	for i := 0; i < int(d.Info().NumRegions); i++ {
+	for i := RegionIndex(0); uint32(i) < d.Info().NumRegions; i++ {
 		r, err := d.Region(i)
 		if errors.Is(err, unix.EINVAL) {
 			continue

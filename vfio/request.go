@@ -17,7 +17,7 @@ import (
 // Handle, or the Device). stop ends the watch; it does not wait for an fn
 // in progress, and it is safe to call after the device is closed.
 func (d *Device) WatchRequests(fn func()) (stop func() error, err error) {
-	ev, err := NewEventfd()
+	ev, err := CreateEventfd()
 	if err != nil {
 		return nil, err
 	}

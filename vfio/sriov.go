@@ -22,8 +22,8 @@ import (
 // may be trusted with resources the VFs share.
 type VFToken [16]byte
 
-// NewVFToken returns a random token.
-func NewVFToken() (VFToken, error) {
+// RandomVFToken returns a random token.
+func RandomVFToken() (VFToken, error) {
 	var t VFToken
 	_, err := rand.Read(t[:])
 	t[6] = t[6]&0x0f | 0x40 // a version 4 UUID, as the kernel parses one

@@ -69,12 +69,12 @@ func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	if isEdu {
 		alloc.Limit(edu.DMAMask)
 	}
-	buf, err := dma.Alloc(c.Int("size"))
+	buf, err := dma.CreateBuffer(c.Int("size"))
 	if err != nil {
 		return err
 	}
 	defer buf.Close()
-	if rep.IOVA, err = alloc.Alloc(uint64(buf.Len())); err != nil {
+	if rep.IOVA, err = alloc.Reserve(uint64(buf.Len())); err != nil {
 		return err
 	}
 	if err := h.Mapper.Map(rep.IOVA, buf.Bytes(), dma.ReadWrite); err != nil {

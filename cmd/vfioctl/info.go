@@ -125,7 +125,7 @@ func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 		return nil, err
 	}
 	for _, r := range regs {
-		ri := regionInfo{Index: r.Index, Name: fmt.Sprint(r.Index), Size: r.Size, Offset: r.Offset, Type: r.Type, Subtype: r.Subtype, MSIXMappable: r.MSIXMappable,
+		ri := regionInfo{Index: uint32(r.Index), Name: fmt.Sprint(r.Index), Size: r.Size, Offset: r.Offset, Type: r.Type, Subtype: r.Subtype, MSIXMappable: r.MSIXMappable,
 			Flags: flagNames(r.Flags, map[uint32]string{uapi.VFIO_REGION_INFO_FLAG_READ: "read", uapi.VFIO_REGION_INFO_FLAG_WRITE: "write", uapi.VFIO_REGION_INFO_FLAG_MMAP: "mmap", uapi.VFIO_REGION_INFO_FLAG_CAPS: "caps"})}
 		if int(r.Index) < len(regionNames) {
 			ri.Name = regionNames[r.Index]
@@ -136,11 +136,11 @@ func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 		out.Regions = append(out.Regions, ri)
 	}
 	for i := 0; i < int(d.Info().NumIRQs); i++ {
-		irq, err := d.IRQInfo(i)
+		irq, err := d.IRQInfo(vfio.IRQIndex(i))
 		if err != nil {
 			continue // e.g. ERR on a conventional PCI device
 		}
-		ii := irqInfo{Index: irq.Index, Name: fmt.Sprint(i), Count: irq.Count,
+		ii := irqInfo{Index: uint32(irq.Index), Name: fmt.Sprint(i), Count: irq.Count,
 			Flags: flagNames(irq.Flags, map[uint32]string{uapi.VFIO_IRQ_INFO_EVENTFD: "eventfd", uapi.VFIO_IRQ_INFO_MASKABLE: "maskable", uapi.VFIO_IRQ_INFO_AUTOMASKED: "automasked", uapi.VFIO_IRQ_INFO_NORESIZE: "noresize"})}
 		if i < len(irqNames) {
 			ii.Name = irqNames[i]

@@ -131,7 +131,7 @@ func exercise(h *vfio.Handle, ram []byte, seed uint64) error {
 	if id := regs.Load32(eduID); id != eduIDValue {
 		return fmt.Errorf("identification %#x: not an edu", id)
 	}
-	msi, err := vfio.NewEventfd()
+	msi, err := vfio.CreateEventfd()
 	if err != nil {
 		return err
 	}

@@ -37,12 +37,12 @@ func expect(t *testing.T, what string, err error, target error, words ...string)
 func TestBadInput(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		e := openEdu(t, m)
-		buf, err := dma.Alloc(3 * 4096)
+		buf, err := dma.CreateBuffer(3 * 4096)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer buf.Close()
-		iova, _ := e.alloc.Alloc(8192)
+		iova, _ := e.alloc.Reserve(8192)
 		mem := buf.Bytes()
 		expect(t, "map at an unaligned IOVA", e.Mapper.Map(iova+1, mem[:4096], dma.ReadWrite), unix.EINVAL, "iova=")
 		expect(t, "map an unaligned buffer", e.Mapper.Map(iova, mem[1:4097], dma.ReadWrite), unix.EINVAL)
@@ -51,7 +51,7 @@ func TestBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect(t, "map over a mapping", e.Mapper.Map(iova+4096, mem[8192:], dma.ReadWrite), unix.EEXIST, "overlaps")
-		free, _ := e.alloc.Alloc(4096)
+		free, _ := e.alloc.Reserve(4096)
 		expect(t, "unmap what is not mapped", e.Mapper.Unmap(free, 4096), unix.ENOENT)
 		if err := e.Mapper.Unmap(iova, 8192); err != nil {
 			t.Fatal(err)
@@ -68,7 +68,7 @@ func TestBadInput(t *testing.T) {
 		}
 
 		expect(t, "region index out of range", func() error { _, err := e.Handle.Device.Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
-		expect(t, "negative region index", func() error { _, err := e.Handle.Device.Region(-1); return err }(), unix.EINVAL)
+		expect(t, "the largest region index", func() error { _, err := e.Handle.Device.Region(^vfio.RegionIndex(0)); return err }(), unix.EINVAL, "regions 0 to 8")
 		expect(t, "IRQ index out of range", func() error { _, err := e.Handle.Device.IRQInfo(7); return err }(), unix.EINVAL)
 		cfg, _ := e.Handle.Device.Region(vfio.ConfigRegion)
 		b := make([]byte, 4)
@@ -101,7 +101,7 @@ func TestUseAfterClose(t *testing.T) {
 		expect(t, "device double close", dev.Close(), vfioerr.ErrClosed)
 		expect(t, "region after close", func() error { _, err := dev.Region(0); return err }(), vfioerr.ErrClosed)
 		expect(t, "reset after close", dev.Reset(), vfioerr.ErrClosed)
-		buf, _ := dma.Alloc(4096)
+		buf, _ := dma.CreateBuffer(4096)
 		defer buf.Close()
 		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), vfioerr.ErrClosed)
 		expect(t, "unmap-all after close", func() error { _, err := mapper.UnmapAll(); return err }(), vfioerr.ErrClosed)
@@ -118,11 +118,11 @@ func TestUseAfterClose(t *testing.T) {
 		if h.IOAS != nil {
 			expect(t, "IOAS double close", h.IOAS.Close(), vfioerr.ErrClosed)
 		}
-		ev, _ := vfio.NewEventfd()
+		ev, _ := vfio.CreateEventfd()
 		ev.Close()
 		expect(t, "eventfd double close", ev.Close(), vfioerr.ErrClosed)
 		expect(t, "eventfd wait after close", func() error { _, err := ev.Wait(time.Millisecond); return err }(), vfioerr.ErrClosed)
-		b2, _ := dma.Alloc(4096)
+		b2, _ := dma.CreateBuffer(4096)
 		b2.Close()
 		expect(t, "buffer double close", b2.Close(), vfioerr.ErrClosed)
 		if open := kernel.Open(); len(open) > 0 {

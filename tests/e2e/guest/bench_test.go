@@ -18,12 +18,12 @@ import (
 func TestMapUnmapAllocs(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		e := openEdu(t, m)
-		buf, err := dma.Alloc(4096)
+		buf, err := dma.CreateBuffer(4096)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer buf.Close()
-		iova, _ := e.alloc.Alloc(4096)
+		iova, _ := e.alloc.Reserve(4096)
 		mem := buf.Bytes()
 		pair := func() {
 			if err := e.Mapper.Map(iova, mem, dma.ReadWrite); err != nil {
@@ -82,7 +82,7 @@ func BenchmarkMapUnmap4K(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		buf, _ := dma.Alloc(4096)
+		buf, _ := dma.CreateBuffer(4096)
 		const iova = 0x100000
 		mem := buf.Bytes()
 		b.Run(m.name+"/api", func(b *testing.B) {
@@ -117,12 +117,12 @@ func BenchmarkMap256M(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	anon, err := dma.Alloc(total)
+	anon, err := dma.CreateBuffer(total)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer anon.Close()
-	huge, err := dma.AllocHuge(total)
+	huge, err := dma.CreateHugeBuffer(total)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -91,11 +91,11 @@ func openEdu(t *testing.T, m mode) *eduDev {
 // mapBuf allocates a buffer of n bytes, maps it and returns its IOVA.
 func (e *eduDev) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
 	t.Helper()
-	buf, err := dma.Alloc(n)
+	buf, err := dma.CreateBuffer(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	iova, err := e.alloc.Alloc(uint64(buf.Len()))
+	iova, err := e.alloc.Reserve(uint64(buf.Len()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestEduInterrupts(t *testing.T) {
 		e := openEdu(t, m)
 		buf, iova := e.mapBuf(t, 4096)
 		defer buf.Close()
-		msi, err := vfio.NewEventfd()
+		msi, err := vfio.CreateEventfd()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		intx, err := vfio.NewEventfd()
+		intx, err := vfio.CreateEventfd()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +368,7 @@ func baitPage(t *testing.T, e *eduDev, taken ...uint64) (*dma.Buffer, uint64) {
 	}
 	page := uint64(os.Getpagesize())
 	for try := 0; try < 64; try++ {
-		b, err := dma.Alloc(int(page))
+		b, err := dma.CreateBuffer(int(page))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -142,7 +142,7 @@ func handoffChild() {
 		if _, err := h.Mapper.IOVARanges(); !errors.Is(err, unix.EPERM) {
 			fail("IOVA ranges of a container another process enabled: %v, want EPERM", err)
 		}
-		buf, err := dma.Alloc(os.Getpagesize())
+		buf, err := dma.CreateBuffer(os.Getpagesize())
 		if err != nil {
 			fail("%v", err)
 		}
@@ -154,7 +154,7 @@ func handoffChild() {
 	}
 	e, alloc, buf, iova := childRoundtrip(h, fail)
 	fmt.Println("roundtrip ok")
-	msi, err := vfio.NewEventfd()
+	msi, err := vfio.CreateEventfd()
 	if err != nil {
 		fail("%v", err)
 	}
@@ -171,11 +171,11 @@ func handoffChild() {
 	h.Device.DisableIRQ(vfio.MSIIRQ)
 	msi.Close()
 	fmt.Println("msi ok")
-	big, err := dma.Alloc(16 << 20)
+	big, err := dma.CreateBuffer(16 << 20)
 	if err != nil {
 		fail("%v", err)
 	}
-	bigIOVA, _ := alloc.Alloc(16 << 20)
+	bigIOVA, _ := alloc.Reserve(16 << 20)
 	err = h.Mapper.Map(bigIOVA, big.Bytes(), dma.ReadWrite)
 	if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "RLIMIT_MEMLOCK") {
 		fail("16 MiB map with a %d MiB RLIMIT_MEMLOCK: %v, want ENOMEM explained", limit>>20, err)
@@ -209,11 +209,11 @@ func childRoundtrip(h *vfio.Handle, fail func(string, ...any)) (*edu.Edu, *dma.A
 		fail("%v", err)
 	}
 	alloc.Limit(edu.DMAMask)
-	buf, err := dma.Alloc(8192)
+	buf, err := dma.CreateBuffer(8192)
 	if err != nil {
 		fail("%v", err)
 	}
-	iova, _ := alloc.Alloc(8192)
+	iova, _ := alloc.Reserve(8192)
 	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		fail("map 8 KiB: %v", err)
 	}

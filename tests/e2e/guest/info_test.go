@@ -51,7 +51,7 @@ func TestEduInfo(t *testing.T) {
 			t.Fatalf("device info %+v: want a PCI device with 9 regions and 5 IRQ indexes", info)
 		}
 		sizes := sysfsBARSizes(t, addr)
-		for i := 0; i <= uapi.VFIO_PCI_ROM_REGION_INDEX; i++ {
+		for i := vfio.BAR0Region; i <= vfio.ROMRegion; i++ {
 			r, err := e.Handle.Device.Region(i)
 			if err != nil {
 				t.Fatalf("region %d: %v", i, err)

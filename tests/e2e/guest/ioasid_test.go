@@ -31,7 +31,7 @@ var cdevMode = mode{"iommufd", vfio.Cdev, 0}
 func TestIOASCopy(t *testing.T) {
 	e := openEdu(t, cdevMode)
 	a := e.IOAS
-	buf, err := dma.Alloc(8192)
+	buf, err := dma.CreateBuffer(8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestCompatIOASIsNative(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ed.Close()
-	buf, err := dma.Alloc(8192)
+	buf, err := dma.CreateBuffer(8192)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +329,7 @@ func memlockChild() {
 	if err != nil {
 		fail("%v", err)
 	}
-	buf, err := dma.Alloc(16 << 20)
+	buf, err := dma.CreateBuffer(16 << 20)
 	if err != nil {
 		fail("%v", err)
 	}

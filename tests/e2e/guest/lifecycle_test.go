@@ -59,9 +59,9 @@ func eduWorks(t *testing.T, addr string, m mode) {
 	defer e.Close()
 	alloc, _ := dma.NewAllocatorFor(h.Mapper)
 	alloc.Limit(edu.DMAMask)
-	buf, _ := dma.Alloc(8192)
+	buf, _ := dma.CreateBuffer(8192)
 	defer buf.Close()
-	iova, _ := alloc.Alloc(8192)
+	iova, _ := alloc.Reserve(8192)
 	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		t.Fatal(err)
 	}
@@ -315,14 +315,14 @@ func crashChild(modeName string) {
 	if err != nil {
 		fail(err)
 	}
-	ev, err := vfio.NewEventfd()
+	ev, err := vfio.CreateEventfd()
 	if err != nil {
 		fail(err)
 	}
 	if err := h.Device.SetEventfds(vfio.MSIIRQ, 0, ev); err != nil {
 		fail(err)
 	}
-	buf, err := dma.Alloc(256 << 20)
+	buf, err := dma.CreateBuffer(256 << 20)
 	if err != nil {
 		fail(err)
 	}

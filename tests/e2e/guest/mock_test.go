@@ -306,8 +306,12 @@ func TestMockNesting(t *testing.T) {
 	iotlb("after allocation", d, d, d, d)
 
 	type req = iommufdtest.InvalidateSelftest
-	inv := func(dataType, entrySize uint32, reqs ...req) (uint32, error) {
-		return nested.Invalidate(dataType, iommufdtest.Bytes(reqs), entrySize, uint32(len(reqs)))
+	inv := func(dataType uint32, entrySize int, reqs ...req) (int, error) {
+		entries := make([][]byte, len(reqs))
+		for i, r := range reqs {
+			entries[i] = iommufdtest.Bytes(r)[:entrySize]
+		}
+		return nested.Invalidate(dataType, entries...)
 	}
 	const typ, size = iommufdtest.InvalidateDataSelftest, 8
 	if n, err := inv(typ, size, req{IOTLBID: 1}); err != nil || n != 1 {
@@ -327,10 +331,10 @@ func TestMockNesting(t *testing.T) {
 	if n, err := inv(iommufdtest.InvalidateDataSelftestInvalid, size, req{IOTLBID: 3}); !errors.Is(err, unix.EINVAL) || n != 0 {
 		t.Errorf("a data type the driver does not take: %d handled, %v; want EINVAL after 0", n, err)
 	}
-	if n, err := nested.Invalidate(typ, iommufdtest.Bytes([]req{{IOTLBID: 3}}), 4, 1); !errors.Is(err, unix.EINVAL) || n != 0 {
+	if n, err := inv(typ, 4, req{IOTLBID: 3}); !errors.Is(err, unix.EINVAL) || n != 0 {
 		t.Errorf("entries shorter than the driver's struct: %d handled, %v; want EINVAL after 0", n, err)
 	}
-	if _, err := parent.Invalidate(typ, iommufdtest.Bytes([]req{{IOTLBID: 3}}), size, 1); !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "not a nested HWPT") {
+	if _, err := parent.Invalidate(typ, iommufdtest.Bytes(req{IOTLBID: 3})); !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "not a nested HWPT") {
 		t.Errorf("invalidating a paging HWPT: %v; want ENOENT saying it is not nested", err)
 	}
 	iotlb("after the refused requests", d, 0, 0, d)
@@ -392,8 +396,8 @@ func TestMockFaults(t *testing.T) {
 		t.Fatalf("reading the fault: %+v, %v; want one record", recs, err)
 	}
 	r := recs[0]
-	want := uapi.IommuHwptPgfault{Flags: uapi.IOMMU_PGFAULT_FLAGS_PASID_VALID | uapi.IOMMU_PGFAULT_FLAGS_LAST_PAGE,
-		DevId: e.dev.DevID, Pasid: 1, Grpid: 2, Perm: perm, Addr: 0xdeadb000, Cookie: r.Cookie}
+	want := ioasid.Fault{Flags: uapi.IOMMU_PGFAULT_FLAGS_PASID_VALID | uapi.IOMMU_PGFAULT_FLAGS_LAST_PAGE,
+		DevID: e.dev.DevID, PASID: 1, Group: 2, Perm: perm, Addr: 0xdeadb000, Cookie: r.Cookie}
 	if r != want {
 		t.Errorf("fault record %+v, want %+v", r, want)
 	}
@@ -419,7 +423,7 @@ func TestMockFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs, err = q.Read(4, 5*time.Second)
-	if err != nil || len(recs) != 1 || recs[0].Grpid != 3 {
+	if err != nil || len(recs) != 1 || recs[0].Group != 3 {
 		t.Fatalf("the second fault: %+v, %v", recs, err)
 	}
 	if err := q.Respond(recs[0].Cookie, uapi.IOMMUFD_PAGE_RESP_INVALID); err != nil {

@@ -53,14 +53,14 @@ func TestE1000eMSIX(t *testing.T) {
 	if irq.Count != vectors {
 		t.Errorf("VFIO reports %d MSI-X vectors, the capability %d", irq.Count, vectors)
 	}
-	bar, err := h.Device.Region(int(tableBIR))
+	bar, err := h.Device.Region(vfio.RegionIndex(tableBIR))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bar.MSIXMappable {
 		t.Errorf("BAR%d holds the MSI-X table but lacks VFIO_REGION_INFO_CAP_MSIX_MAPPABLE: caps %+v", tableBIR, bar.Caps)
 	}
-	ev, err := vfio.NewEventfd()
+	ev, err := vfio.CreateEventfd()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestE1000eMSIX(t *testing.T) {
 	regs.Store32(imc, ^uint32(0))
 	evs := make([]*vfio.Eventfd, 2)
 	for i := range evs {
-		if evs[i], err = vfio.NewEventfd(); err != nil {
+		if evs[i], err = vfio.CreateEventfd(); err != nil {
 			t.Fatal(err)
 		}
 		defer evs[i].Close()

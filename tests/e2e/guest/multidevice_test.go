@@ -89,12 +89,12 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 		alloc.Limit(edu.DMAMask)
-		buf, err := dma.Alloc(8192)
+		buf, err := dma.CreateBuffer(8192)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer buf.Close()
-		iova, err := alloc.Alloc(8192)
+		iova, err := alloc.Reserve(8192)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func TestNoIOMMU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer e.Close()
-			buf, err := dma.Alloc(8192)
+			buf, err := dma.CreateBuffer(8192)
 			if err != nil {
 				t.Fatal(err)
 			}

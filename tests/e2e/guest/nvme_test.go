@@ -71,11 +71,11 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	}
 	for i, size := range pattern.DriverSizes {
 		slot := pattern.Find(t.Name(), fmt.Sprintf("%d bytes", size))
-		w, err := c.AllocBuffer(size)
+		w, err := c.TakeBuffer(size)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, _ := c.AllocBuffer(size)
+		r, _ := c.TakeBuffer(size)
 		slot.Guest(w.Bytes()[:size], slot.First)
 		q := c.Queue(i % 2)
 		if err := ns.Write(q, slot.First, w); err != nil {
@@ -87,12 +87,12 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 		if bad := pattern.Mismatch(r.Bytes()[:size], slot.First, slot.Guest); bad >= 0 {
 			t.Errorf("%d bytes on queue %d: block %d read back is not what was written", size, i%2, bad)
 		}
-		c.FreeBuffer(w)
-		c.FreeBuffer(r)
+		c.ReturnBuffer(w)
+		c.ReturnBuffer(r)
 	}
 	// The I/O path allocates nothing: a read to completion, and a
 	// submitted read reaped by Poll.
-	hot, _ := c.AllocBuffer(4096)
+	hot, _ := c.TakeBuffer(4096)
 	q := c.Queue(1)
 	if a := allocs.Count(200, func() {
 		if err := ns.Read(q, 8, hot); err != nil {
@@ -116,11 +116,11 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	}); a != 0 || reaped != 201 {
 		t.Errorf("200 Submit+Poll reads allocate %d times (irq %v), want 0; %d reaped", a, irq, reaped)
 	}
-	c.FreeBuffer(hot)
+	c.ReturnBuffer(hot)
 	if err := ns.Flush(c.Queue(0)); err != nil {
 		t.Error(err)
 	}
-	buf, _ := c.AllocBuffer(4096)
+	buf, _ := c.TakeBuffer(4096)
 	for _, bad := range []struct {
 		what string
 		err  error
@@ -139,18 +139,18 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	if _, err := ns.WriteAt(make([]byte, 512), 100); !errors.Is(err, nvme.ErrBadRequest) {
 		t.Errorf("a write at byte 100: %v, want ErrBadRequest", err)
 	}
-	huge, err := c.AllocBuffer(c.MaxTransfer() + 4096)
+	huge, err := c.TakeBuffer(c.MaxTransfer() + 4096)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ns.Write(c.Queue(0), pattern.ScratchStart, huge); !errors.Is(err, nvme.ErrBadRequest) || !strings.Contains(err.Error(), "more than one command transfers") {
 		t.Errorf("a transfer over MDTS: %v, want ErrBadRequest", err)
 	}
-	c.FreeBuffer(huge)
+	c.ReturnBuffer(huge)
 	if _, err := c.Namespace(2); err == nil {
 		t.Error("namespace 2 of a one-namespace controller opened")
 	}
-	c.FreeBuffer(buf)
+	c.ReturnBuffer(buf)
 }
 
 // TestNVMeIntegrity: the host filled the nvme's image with its pattern
@@ -186,21 +186,21 @@ func nvmeIntegrity(t *testing.T, c *nvme.Controller, ns *nvme.Namespace, q *nvme
 			t.Fatalf("%s: reading %d bytes at block %d: block %d is not %s", slot.Part, buf.Len(), lba, bad, what)
 		}
 	}
-	page, _ := c.AllocBuffer(4096)
-	big, err := c.AllocBuffer(c.MaxTransfer())
+	page, _ := c.TakeBuffer(4096)
+	big, err := c.TakeBuffer(c.MaxTransfer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.FreeBuffer(page)
-	defer c.FreeBuffer(big)
+	defer c.ReturnBuffer(page)
+	defer c.ReturnBuffer(big)
 	for i := uint64(0); i < 64; i++ {
 		lba := i * (pattern.SlotStart / 64) / 8 * 8
 		check(lba+i%8, page, pattern.Host, "the host's") // unaligned to pages on the disk too
 	}
 	check(pattern.SlotStart-uint64(big.Len()/pattern.BlockSize), big, pattern.Host, "the host's")
 
-	w, _ := c.AllocBuffer(int(slot.Blocks) * pattern.BlockSize)
-	defer c.FreeBuffer(w)
+	w, _ := c.TakeBuffer(int(slot.Blocks) * pattern.BlockSize)
+	defer c.ReturnBuffer(w)
 	check(slot.First, w, pattern.Host, "the host's (before this subtest writes)")
 	slot.Guest(w.Bytes(), slot.First)
 	if err := ns.Write(q, slot.First, w); err != nil {
@@ -231,7 +231,7 @@ func TestNVMeFatalAndReset(t *testing.T) {
 
 func nvmeFatal(t *testing.T, m mode, irq bool) {
 	c, ns := openNVMe(t, m, &nvme.Options{Interrupts: irq, Timeout: time.Second})
-	buf, _ := c.AllocBuffer(4096)
+	buf, _ := c.TakeBuffer(4096)
 	h := c.Handle()
 	cfg, err := h.Device.Config()
 	if err != nil {
@@ -259,5 +259,5 @@ func nvmeFatal(t *testing.T, m mode, irq bool) {
 	if bad := pattern.Mismatch(buf.Bytes(), 0, pattern.Host); bad >= 0 {
 		t.Errorf("after Reset block %d is not the host's", bad)
 	}
-	c.FreeBuffer(buf)
+	c.ReturnBuffer(buf)
 }

@@ -72,7 +72,7 @@ func TestPreopenedFDs(t *testing.T) {
 func TestIRQMaskAndTrigger(t *testing.T) {
 	e := openEdu(t, modes[1]) // the type1v2 container: every kernel has it
 	dev := e.Handle.Device
-	ev, err := vfio.NewEventfd()
+	ev, err := vfio.CreateEventfd()
 	if err != nil {
 		t.Fatal(err)
 	}

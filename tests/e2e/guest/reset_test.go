@@ -172,12 +172,12 @@ func TestHotResetNVMe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		queues, err := dma.Alloc(8192)
+		queues, err := dma.CreateBuffer(8192)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer queues.Close()
-		iova, _ := alloc.Alloc(8192)
+		iova, _ := alloc.Reserve(8192)
 		if err := h.Mapper.Map(iova, queues.Bytes(), dma.ReadWrite); err != nil {
 			t.Fatal(err)
 		}

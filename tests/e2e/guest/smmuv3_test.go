@@ -85,7 +85,7 @@ func TestSMMUv3(t *testing.T) {
 		if !below || !above {
 			t.Fatalf("ranges %v do not end at the MSI window %#x-%#x", ranges, msiStart, msiLast)
 		}
-		buf, err := dma.Alloc(8192) // edu's round trip uses two pages
+		buf, err := dma.CreateBuffer(8192) // edu's round trip uses two pages
 		if err != nil {
 			t.Fatal(err)
 		}

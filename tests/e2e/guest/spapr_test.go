@@ -97,7 +97,7 @@ func wantErrno(t *testing.T, what string, err error, errno unix.Errno, says stri
 
 func alloc(t *testing.T, n int) *dma.Buffer {
 	t.Helper()
-	b, err := dma.Alloc(n)
+	b, err := dma.CreateBuffer(n)
 	if err != nil {
 		t.Fatal(err)
 	}

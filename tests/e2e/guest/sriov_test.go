@@ -41,7 +41,7 @@ func TestSRIOV(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	token, err := vfio.NewVFToken()
+	token, err := vfio.RandomVFToken()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestSRIOV(t *testing.T) {
 	expect(t, "hot reset of the PF with its VFs not open", h.HotReset(), unix.EPERM, append(d.VirtFns, "not open here")...)
 	expect(t, "the kernel's hot reset of the PF given only its group", h.Device.HotReset(h.Group), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
 
-	wrong, _ := vfio.NewVFToken()
+	wrong, _ := vfio.RandomVFToken()
 	for _, m := range modes[:5] { // the group modes
 		t.Run(m.name, func(t *testing.T) {
 			requireBackend(t, m.backend)
