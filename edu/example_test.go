@@ -18,7 +18,7 @@ func ExampleEdu_Roundtrip() {
 		log.Fatal(err)
 	}
 	defer h.Close()
-	e, err := edu.Open(h.Device)
+	e, err := edu.Open(h.Device())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func ExampleEdu_Roundtrip() {
 		log.Fatal(err)
 	}
 	defer buf.Close()
-	if err := h.Mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(0x100000, buf.Bytes(), dma.ReadWrite); err != nil {
 		log.Fatal(err)
 	}
 	if err := e.Roundtrip(buf, 0x100000, edu.MaxDMA); err != nil {

@@ -52,8 +52,8 @@ const adminDepth = 32
 // backend that has a Mapper): bus mastering on, controller reset, admin
 // queue, Identify Controller, opts.Queues I/O queue pairs.
 func New(h *vfio.Handle, opts *Options) (*Controller, error) {
-	if h.Mapper == nil {
-		return nil, fmt.Errorf("nvme: %s has no IOMMU mapper (no-IOMMU mode is not supported)", h.Device.Name())
+	if h.Mapper() == nil {
+		return nil, fmt.Errorf("nvme: %s has no IOMMU mapper (no-IOMMU mode is not supported)", h.Device().Name())
 	}
 	o := Options{Queues: 1, PoolSize: 8 << 20, Timeout: 5 * time.Second}
 	if opts != nil {
@@ -68,9 +68,9 @@ func New(h *vfio.Handle, opts *Options) (*Controller, error) {
 		}
 		o.QueueDepth, o.Interrupts, o.NoShadowDoorbells = opts.QueueDepth, opts.Interrupts, opts.NoShadowDoorbells
 	}
-	c := &Controller{h: h, dev: h.Device, opts: o}
+	c := &Controller{h: h, dev: h.Device(), opts: o}
 	c.fatal.Store(true) // until start is done
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func New(h *vfio.Handle, opts *Options) (*Controller, error) {
 	c.cap = decodeCAP(c.regs.Load64(regCAP))
 	if c.cap.css&1 == 0 || c.cap.mpsMin > pageSize {
 		c.regs.Close()
-		return nil, fmt.Errorf("nvme: %s: CAP %#x: no NVM command set or 4 KiB pages", h.Device.Name(), c.regs.Load64(regCAP))
+		return nil, fmt.Errorf("nvme: %s: CAP %#x: no NVM command set or 4 KiB pages", h.Device().Name(), c.regs.Load64(regCAP))
 	}
 	depth := o.QueueDepth
 	if depth <= 0 {
@@ -98,7 +98,7 @@ func New(h *vfio.Handle, opts *Options) (*Controller, error) {
 		c.regs.Close()
 		return nil, fmt.Errorf("nvme: %d queues need doorbells up to %#x; BAR0 maps %#x bytes", o.Queues, last+4, c.regs.Len())
 	}
-	if c.pool, err = newPool(h.Mapper, o.PoolSize); err != nil {
+	if c.pool, err = newPool(h.Mapper(), o.PoolSize); err != nil {
 		c.regs.Close()
 		return nil, err
 	}

@@ -183,7 +183,7 @@ func missing(path, why string) string {
 // Handle's, or for Auto the best offered one that the other options suit.
 func choose(o *Options, noIOMMU bool, offers func() []Offer) Backend {
 	if o.Join != nil {
-		return o.Join.Backend
+		return o.Join.backend
 	}
 	if o.Backend != Auto {
 		return o.Backend

@@ -34,18 +34,18 @@ func (b *cdevBackend) open(h *Handle, bdf string, o *Options) error {
 			}
 		}
 	}
-	if h.Device, err = OpenCdev(path); err != nil {
+	if h.device, err = OpenCdev(path); err != nil {
 		return err
 	}
-	h.Device.fd.Rename(bdf)
-	if h.DevID, err = h.Device.BindIOMMUFD(b.fd); err != nil {
+	h.device.fd.Rename(bdf)
+	if h.devID, err = h.device.BindIOMMUFD(b.fd); err != nil {
 		return err
 	}
 	if b.noIOMMU {
 		return nil // nothing to attach: there is no IOMMU
 	}
 	// Closing the device fd detaches it.
-	_, err = h.Device.AttachPT(b.ioas.ID())
+	_, err = h.device.AttachPT(b.ioas.ID())
 	return err
 }
 
@@ -56,7 +56,7 @@ func (b *cdevBackend) mapper() dma.Mapper {
 	return b.ioas
 }
 
-func (b *cdevBackend) expose(h *Handle) { h.IOMMUFD, h.IOAS = b.fd, b.ioas }
+func (b *cdevBackend) expose(h *Handle) { h.iommufd, h.ioas = b.fd, b.ioas }
 
 // hotReset proves ownership the cdev way (Linux 6.6): every dependent must
 // be bound to this iommufd, which the kernel checks itself.

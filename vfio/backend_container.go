@@ -50,14 +50,14 @@ func (b *containerBackend) openWith(h *Handle, bdf string, o *Options, setup fun
 			return err
 		}
 	}
-	h.Device, err = b.device(h, bdf, o.VFToken)
+	h.device, err = b.device(h, bdf, o.VFToken)
 	return err
 }
 
 func (b *containerBackend) mapper() dma.Mapper { return b.m }
 
 func (b *containerBackend) expose(h *Handle) {
-	h.Container, h.Group = b.c, b.group(h)
+	h.container, h.group = b.c, b.group(h)
 }
 
 func (b *containerBackend) describe(hdr *handoff, add func(string, duper)) {

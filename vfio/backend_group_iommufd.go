@@ -25,7 +25,7 @@ func (b *groupIOMMUFDBackend) open(h *Handle, bdf string, o *Options) error {
 	if err := b.join(h, bdf, b.fd); err != nil {
 		return err
 	}
-	if h.Device, err = b.device(h, bdf, o.VFToken); err != nil {
+	if h.device, err = b.device(h, bdf, o.VFToken); err != nil {
 		return err
 	}
 	if b.ioas == nil && !b.noIOMMU {
@@ -42,7 +42,7 @@ func (b *groupIOMMUFDBackend) mapper() dma.Mapper {
 }
 
 func (b *groupIOMMUFDBackend) expose(h *Handle) {
-	h.Group, h.IOMMUFD, h.IOAS = b.group(h), b.fd, b.ioas
+	h.group, h.iommufd, h.ioas = b.group(h), b.fd, b.ioas
 }
 
 func (b *groupIOMMUFDBackend) describe(hdr *handoff, add func(string, duper)) {

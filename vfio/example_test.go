@@ -43,7 +43,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer buf.Close()
-	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	alloc, err := dma.NewAllocatorFor(h.Mapper())
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,19 +51,19 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		log.Fatal(err)
 	}
-	defer h.Mapper.Unmap(iova, uint64(buf.Len()))
+	defer h.Mapper().Unmap(iova, uint64(buf.Len()))
 
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		log.Fatal(err)
 	}
 	if err := cfg.EnableBusMaster(); err != nil {
 		log.Fatal(err)
 	}
-	bar0, err := h.Device.Region(vfio.BAR0Region)
+	bar0, err := h.Device().Region(vfio.BAR0Region)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := h.Device.SetTriggers(vfio.MSIIRQ, 0, []int{msiFD}); err != nil {
+	if err := h.Device().SetTriggers(vfio.MSIIRQ, 0, []int{msiFD}); err != nil {
 		log.Fatal(err)
 	}
 	mmio.Store64(0x80, iova)    // DMA source: our buffer
@@ -106,7 +106,7 @@ func ExampleSPAPR_CreateWindow() {
 		log.Fatal(err)
 	}
 	defer h.Close()
-	s, err := h.Container.SPAPR() // the POWER-only calls
+	s, err := h.Container().SPAPR() // the POWER-only calls
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func ExampleSPAPR_CreateWindow() {
 	}
 	defer buf.Close()
 	// h.Mapper registers the pages it maps (a SPAPRMapper).
-	if err := h.Mapper.Map(w.Start, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(w.Start, buf.Bytes(), dma.ReadWrite); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("window %v, buffer at %#x\n", w.Range, w.Start)

@@ -17,29 +17,27 @@ import (
 
 // Handle is an opened device with the Mapper that programs its IOMMU. The
 // caller uses Device and Mapper and never needs to know which backend it
-// got. The other fields show what the backend uses, for callers that need
-// it (nil where the backend uses none):
+// got. The other methods give what the backend uses, for callers that need
+// it, and nil (0 for DevID) where the backend uses none:
 //
-//	backend         Container  Group  IOMMUFD  IOAS
-//	Legacy          yes        yes    -        -
-//	IOMMUFDCompat   yes        yes    -        -
-//	GroupIOMMUFD    -          yes    yes      the compat IOAS
-//	Cdev            -          -      yes      an allocated IOAS
+//	backend         Container  Group  IOMMUFD  IOAS               DevID
+//	Legacy          yes        yes    -        -                  -
+//	IOMMUFDCompat   yes        yes    -        -                  -
+//	GroupIOMMUFD    -          yes    yes      the compat IOAS    -
+//	Cdev            -          -      yes      an allocated IOAS  yes
 //
 // They belong to the Handle (and to the Handles that joined it): use them,
 // do not Close them.
 type Handle struct {
-	Device    *Device
-	Mapper    dma.Mapper
-	Backend   Backend
-	Container *Container
-	Group     *Group
-	IOMMUFD   *ioasid.FD
-	IOAS      *ioasid.IOAS
-	DevID     uint32 // iommufd device id (Cdev)
-	// NoIOMMU: the device is in VFIO's no-IOMMU mode; Mapper is nil and
-	// DMA goes to physical addresses.
-	NoIOMMU bool
+	device    *Device
+	mapper    dma.Mapper
+	backend   Backend
+	container *Container
+	group     *Group
+	iommufd   *ioasid.FD
+	ioas      *ioasid.IOAS
+	devID     uint32
+	noIOMMU   bool
 
 	space   *space
 	groupID int // the group this Handle holds a reference on, or -1
@@ -61,7 +59,7 @@ type space struct {
 // space locked.
 type backend interface {
 	// open opens bdf into the space, making the space's kernel objects
-	// if it is the first device, and sets h.Device (and h.DevID,
+	// if it is the first device, and sets h.device (and h.devID,
 	// h.groupID where the backend has them).
 	open(h *Handle, bdf string, o *Options) error
 	// mapper is the space's Mapper; nil in no-IOMMU mode.
@@ -124,8 +122,8 @@ func open(bdf string, opts *Options, offers func() []Offer, newBackend func(Back
 		if j.isClosed() {
 			return nil, call.Fail(vfioerr.ErrClosed)
 		}
-		if opts.Backend != Auto && opts.Backend != j.Backend {
-			return nil, call.Refuse(unix.EINVAL, fmt.Sprintf("backend %s asked, but the space joined is %s", opts.Backend, j.Backend))
+		if opts.Backend != Auto && opts.Backend != j.backend {
+			return nil, call.Refuse(unix.EINVAL, fmt.Sprintf("backend %s asked, but the space joined is %s", opts.Backend, j.backend))
 		}
 	}
 	noIOMMU := sysfs.NoIOMMUDevice(bdf)
@@ -147,7 +145,7 @@ func open(bdf string, opts *Options, offers func() []Offer, newBackend func(Back
 		}
 		sp.b = impl
 	}
-	h := &Handle{Backend: b, space: sp, groupID: -1, NoIOMMU: noIOMMU}
+	h := &Handle{backend: b, space: sp, groupID: -1, noIOMMU: noIOMMU}
 	sp.mu.Lock()
 	if opts.Join != nil && sp.refs == 0 { // its last Handle closed meanwhile
 		sp.mu.Unlock()
@@ -155,7 +153,7 @@ func open(bdf string, opts *Options, offers func() []Offer, newBackend func(Back
 	}
 	sp.refs++
 	err := sp.b.open(h, bdf, opts)
-	h.Mapper = sp.b.mapper()
+	h.mapper = sp.b.mapper()
 	sp.b.expose(h)
 	sp.mu.Unlock()
 	if err != nil {
@@ -164,6 +162,41 @@ func open(bdf string, opts *Options, offers func() []Offer, newBackend func(Back
 	}
 	return h, nil
 }
+
+// Device is the opened device.
+func (h *Handle) Device() *Device { return h.device }
+
+// Mapper programs the device's IOMMU; nil in no-IOMMU mode.
+func (h *Handle) Mapper() dma.Mapper { return h.mapper }
+
+// Backend is the backend Open chose.
+func (h *Handle) Backend() Backend { return h.backend }
+
+// NoIOMMU reports VFIO's no-IOMMU mode: there is no Mapper and the device
+// DMAs to physical addresses (dma.Buffer.PhysAddr).
+func (h *Handle) NoIOMMU() bool { return h.noIOMMU }
+
+// Container is the container of the Legacy and IOMMUFDCompat backends; nil
+// for the others.
+func (h *Handle) Container() *Container { return h.container }
+
+// Group is the device's group on the group backends (Legacy,
+// IOMMUFDCompat, GroupIOMMUFD); nil on Cdev.
+func (h *Handle) Group() *Group { return h.group }
+
+// IOMMUFD is the iommufd of the GroupIOMMUFD and Cdev backends; nil for the
+// container backends.
+func (h *Handle) IOMMUFD() *ioasid.FD { return h.iommufd }
+
+// IOAS is the address space the Mapper maps into on the iommufd backends:
+// the iommufd's compat IOAS (GroupIOMMUFD) or one allocated for the space
+// (Cdev); nil for the container backends and in no-IOMMU mode.
+func (h *Handle) IOAS() *ioasid.IOAS { return h.ioas }
+
+// DevID is the iommufd device id of the Cdev backend (for
+// VFIO_DEVICE_PCI_HOT_RESET_INFO's answers and ioasid's per-device calls);
+// 0 for the others.
+func (h *Handle) DevID() uint32 { return h.devID }
 
 func (h *Handle) isClosed() bool {
 	h.mu.Lock()
@@ -190,8 +223,8 @@ func (h *Handle) Close() error {
 	}
 	h.closed = true
 	var errs []error
-	if h.Device != nil {
-		errs = append(errs, h.Device.Close())
+	if h.device != nil {
+		errs = append(errs, h.device.Close())
 	}
 	sp := h.space
 	sp.mu.Lock()
@@ -209,13 +242,13 @@ func (h *Handle) Close() error {
 // more devices into it); on the cdev path they must be bound to its
 // iommufd. If one is not, nothing is reset and the error names it.
 func (h *Handle) HotReset() error {
-	deps, err := h.Device.HotResetInfo()
+	deps, err := h.device.HotResetInfo()
 	if err != nil {
 		return err
 	}
 	h.space.mu.Lock()
 	defer h.space.mu.Unlock()
-	return h.space.b.hotReset(h.Device, deps)
+	return h.space.b.hotReset(h.device, deps)
 }
 
 // notOwned is the error of a hot reset that would reset devices this

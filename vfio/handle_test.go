@@ -36,7 +36,7 @@ func (f *fakeBackend) open(h *Handle, bdf string, o *Options) error {
 		return err
 	}
 	fd.Rename(bdf)
-	h.Device = &Device{fd: fd}
+	h.device = &Device{fd: fd}
 	f.opened = append(f.opened, bdf)
 	return nil
 }
@@ -48,8 +48,8 @@ func (f *fakeBackend) hotReset(d *Device, deps []Dependent) error {
 }
 func (f *fakeBackend) describe(*handoff, func(string, duper)) {}
 func (f *fakeBackend) release(h *Handle) []error {
-	if h.Device != nil {
-		*f.log = append(*f.log, "release "+h.Device.Name())
+	if h.device != nil {
+		*f.log = append(*f.log, "release "+h.device.Name())
 	}
 	return nil
 }
@@ -87,8 +87,8 @@ func TestHandleJoinAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(made) != 1 || !slices.Equal(made[0].opened, []string{"a", "b"}) || a.Backend != Cdev || b.Backend != Cdev {
-		t.Fatalf("backends %d, opened %v, kinds %v %v: want one Cdev space with a and b", len(made), made[0].opened, a.Backend, b.Backend)
+	if len(made) != 1 || !slices.Equal(made[0].opened, []string{"a", "b"}) || a.backend != Cdev || b.backend != Cdev {
+		t.Fatalf("backends %d, opened %v, kinds %v %v: want one Cdev space with a and b", len(made), made[0].opened, a.backend, b.backend)
 	}
 	if err := a.Close(); err != nil || made[0].closed {
 		t.Fatalf("first Close: %v, space closed %v", err, made[0].closed)

@@ -37,19 +37,19 @@ type handoff struct {
 // (which calls Receive). h stays open and usable here; the receiver gets
 // its own descriptors for the same kernel objects.
 func (h *Handle) Send(conn *net.UnixConn) error {
-	hdr := handoff{Version: handoffVersion, Backend: h.Backend.String(), Device: h.Device.Name(), DevID: h.DevID, NoIOMMU: h.NoIOMMU}
+	hdr := handoff{Version: handoffVersion, Backend: h.backend.String(), Device: h.device.Name(), DevID: h.devID, NoIOMMU: h.noIOMMU}
 	var dupers []duper
 	add := func(role string, d duper) {
 		hdr.FDs = append(hdr.FDs, role)
 		dupers = append(dupers, d)
 	}
-	add("device", h.Device)
+	add("device", h.device)
 	h.space.mu.Lock()
 	h.space.b.describe(&hdr, add)
 	h.space.mu.Unlock()
-	if h.Group != nil {
-		add("group", h.Group)
-		hdr.Group = h.Group.ID()
+	if h.group != nil {
+		add("group", h.group)
+		hdr.Group = h.group.ID()
 	}
 	var fds []int
 	defer func() {
@@ -141,13 +141,13 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handle{Backend: b, space: &space{refs: 1, b: impl}, groupID: -1, DevID: hdr.DevID, NoIOMMU: hdr.NoIOMMU}
+	h := &Handle{backend: b, space: &space{refs: 1, b: impl}, groupID: -1, devID: hdr.DevID, noIOMMU: hdr.NoIOMMU}
 	deviceFD := -1
 	var container *Container
 	var iommufd *ioasid.FD
 	var group *Group
 	fail := func(err error) (*Handle, error) {
-		if h.Device == nil && deviceFD >= 0 {
+		if h.device == nil && deviceFD >= 0 {
 			unix.Close(deviceFD)
 		}
 		if container != nil {
@@ -159,8 +159,8 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 		if group != nil {
 			group.Close()
 		}
-		if h.Device != nil {
-			h.Device.Close()
+		if h.device != nil {
+			h.device.Close()
 		}
 		return nil, err
 	}
@@ -190,7 +190,7 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if deviceFD < 0 {
 		return fail(errors.New("no device descriptor"))
 	}
-	if h.Device, err = NewDevice(deviceFD, hdr.Device); err != nil {
+	if h.device, err = NewDevice(deviceFD, hdr.Device); err != nil {
 		return fail(err)
 	}
 	switch be := impl.(type) {
@@ -226,7 +226,7 @@ func rebuild(msg []byte, fds []int) (*Handle, error) {
 	if !received {
 		return fail(fmt.Errorf("backend %s arrived without the descriptors it needs (%v)", b, hdr.FDs))
 	}
-	h.Mapper = impl.mapper()
+	h.mapper = impl.mapper()
 	impl.expose(h)
 	return h, nil
 }

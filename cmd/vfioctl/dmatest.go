@@ -46,19 +46,19 @@ func dmaTestCommand() *cli.Command {
 // dmaTest maps a buffer through h's Mapper and, for edu, DMAs through it.
 func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	var err error
-	if h.NoIOMMU {
+	if h.NoIOMMU() {
 		return &vfioerr.NotSupportedError{Feature: "dma-test on " + d.Address, Reason: "the device is in no-IOMMU mode: there is no IOMMU to map through"}
 	}
-	rep := dmaReport{Address: d.Address, Backend: h.Backend.String()}
+	rep := dmaReport{Address: d.Address, Backend: h.Backend().String()}
 	via := rep.Backend
-	if h.Container != nil {
-		rep.IOMMU = h.Container.IOMMU().String()
+	if h.Container() != nil {
+		rep.IOMMU = h.Container().IOMMU().String()
 		via += " (" + rep.IOMMU + ")"
 	}
-	if rep.IOVARanges, err = h.Mapper.IOVARanges(); err != nil {
+	if rep.IOVARanges, err = h.Mapper().IOVARanges(); err != nil {
 		return err
 	}
-	if rep.Alignment, err = h.Mapper.Alignment(); err != nil {
+	if rep.Alignment, err = h.Mapper().Alignment(); err != nil {
 		return err
 	}
 	alloc, err := dma.NewAllocator(rep.IOVARanges, rep.Alignment)
@@ -77,13 +77,13 @@ func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 	if rep.IOVA, err = alloc.Reserve(uint64(buf.Len())); err != nil {
 		return err
 	}
-	if err := h.Mapper.Map(rep.IOVA, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(rep.IOVA, buf.Bytes(), dma.ReadWrite); err != nil {
 		return err
 	}
 	rep.Mapped = uint64(buf.Len())
 	rep.Roundtrip = "not run: not an edu device"
 	if isEdu && buf.Len() >= 8192 {
-		e, err := edu.Open(h.Device)
+		e, err := edu.Open(h.Device())
 		if err != nil {
 			return err
 		}
@@ -93,7 +93,7 @@ func dmaTest(c *cli.Context, d *pci.Device, h *vfio.Handle) error {
 		}
 		rep.Roundtrip = "ok"
 	}
-	if err := h.Mapper.Unmap(rep.IOVA, rep.Mapped); err != nil {
+	if err := h.Mapper().Unmap(rep.IOVA, rep.Mapped); err != nil {
 		return err
 	}
 	return emit(c, rep, func(w io.Writer) {
@@ -119,7 +119,7 @@ func resetCommand() *cli.Command {
 // reset resets h's device, by function or (--hot) by bus or slot.
 func reset(c *cli.Context, addr string, h *vfio.Handle) error {
 	if c.Bool("hot") {
-		deps, err := h.Device.HotResetInfo()
+		deps, err := h.Device().HotResetInfo()
 		if err != nil {
 			return err
 		}
@@ -130,10 +130,10 @@ func reset(c *cli.Context, addr string, h *vfio.Handle) error {
 		for i, d := range deps {
 			names[i] = d.Address()
 		}
-		fprintf(c.App.Writer, "%s: hot reset via %s (reset: %s)\n", addr, h.Backend, strings.Join(names, ", "))
+		fprintf(c.App.Writer, "%s: hot reset via %s (reset: %s)\n", addr, h.Backend(), strings.Join(names, ", "))
 		return nil
 	}
-	if err := h.Device.Reset(); err != nil {
+	if err := h.Device().Reset(); err != nil {
 		return err
 	}
 	fprintf(c.App.Writer, "%s: reset\n", addr)

@@ -116,8 +116,8 @@ func infoCommand() *cli.Command {
 }
 
 func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
-	d := h.Device
-	out := &deviceInfo{Address: d.Name(), Backend: h.Backend.String(), ResetMethods: pd.ResetMethods,
+	d := h.Device()
+	out := &deviceInfo{Address: d.Name(), Backend: h.Backend().String(), ResetMethods: pd.ResetMethods,
 		PhysFn: pd.PhysFn, VirtFns: pd.VirtFns, TotalVFs: pd.TotalVFs,
 		Flags: flagNames(d.Info().Flags, map[uint32]string{uapi.VFIO_DEVICE_FLAGS_RESET: "reset", uapi.VFIO_DEVICE_FLAGS_PCI: "pci", uapi.VFIO_DEVICE_FLAGS_CAPS: "caps"})}
 	regs, err := d.Regions()

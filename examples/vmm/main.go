@@ -59,7 +59,7 @@ func run(addr1, addr2 string) error {
 		return err
 	}
 	defer second.Close()
-	fmt.Printf("opened %s and %s via %s, one address space\n", addr1, addr2, first.Backend)
+	fmt.Printf("opened %s and %s via %s, one address space\n", addr1, addr2, first.Backend())
 
 	// Guest RAM from a memfd, as a VMM backs RAM it may share or migrate.
 	memfd, err := unix.MemfdCreate("guest-ram", unix.MFD_CLOEXEC)
@@ -75,13 +75,13 @@ func run(addr1, addr2 string) error {
 		return err
 	}
 	defer unix.Munmap(ram)
-	if err := first.Mapper.Map(ramBase, ram, dma.ReadWrite); err != nil {
+	if err := first.Mapper().Map(ramBase, ram, dma.ReadWrite); err != nil {
 		return err
 	}
 	fmt.Printf("mapped %d MiB of guest RAM at IOVA %#x\n", ramSize>>20, ramBase)
 
 	// Errors callers branch on.
-	err = second.Mapper.Map(ramBase, ram[:4096], dma.ReadWrite)
+	err = second.Mapper().Map(ramBase, ram[:4096], dma.ReadWrite)
 	var op *vfioerr.OpError
 	if !errors.Is(err, unix.EEXIST) || !errors.As(err, &op) {
 		return fmt.Errorf("an overlapping map gave %v, want EEXIST in a *vfioerr.OpError", err)
@@ -93,11 +93,11 @@ func run(addr1, addr2 string) error {
 
 	for i, h := range []*vfio.Handle{first, second} {
 		if err := exercise(h, ram, uint64(i+1)); err != nil {
-			return fmt.Errorf("%s: %w", h.Device.Name(), err)
+			return fmt.Errorf("%s: %w", h.Device().Name(), err)
 		}
 	}
 
-	if n, err := first.Mapper.UnmapAll(); err != nil || n != ramSize {
+	if n, err := first.Mapper().UnmapAll(); err != nil || n != ramSize {
 		return fmt.Errorf("UnmapAll = %d, %v; want %d", n, err, ramSize)
 	}
 	if err := second.Close(); err != nil {
@@ -112,14 +112,14 @@ func run(addr1, addr2 string) error {
 // exercise programs one edu: bus mastering, MSI to an eventfd, a DMA from
 // guest RAM into the device and back into another page of guest RAM.
 func exercise(h *vfio.Handle, ram []byte, seed uint64) error {
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		return err
 	}
 	if err := cfg.EnableBusMaster(); err != nil {
 		return err
 	}
-	bar0, err := h.Device.Region(vfio.BAR0Region)
+	bar0, err := h.Device().Region(vfio.BAR0Region)
 	if err != nil {
 		return err
 	}
@@ -136,10 +136,10 @@ func exercise(h *vfio.Handle, ram []byte, seed uint64) error {
 		return err
 	}
 	defer msi.Close()
-	if err := h.Device.SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
+	if err := h.Device().SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
 		return err
 	}
-	defer h.Device.DisableIRQ(vfio.MSIIRQ)
+	defer h.Device().DisableIRQ(vfio.MSIIRQ)
 
 	src := ramBase + seed*0x10000 // guest-physical addresses inside RAM
 	dst := src + 0x8000
@@ -165,6 +165,6 @@ func exercise(h *vfio.Handle, ram []byte, seed uint64) error {
 			return fmt.Errorf("byte %d came back as %#x, sent %#x", i, out[i], in[i])
 		}
 	}
-	fmt.Printf("%s: DMA through the shared mapping and MSI ok\n", h.Device.Name())
+	fmt.Printf("%s: DMA through the shared mapping and MSI ok\n", h.Device().Name())
 	return nil
 }

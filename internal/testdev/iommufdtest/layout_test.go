@@ -60,11 +60,11 @@ var consts = map[string]uint64{
 // TestABI it never skips: without the kernel source it fails saying how to
 // get it.
 func TestLayout(t *testing.T) {
-	src, err := cabi.SourceDir("../..")
+	src, err := cabi.SourceDir("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	inc, err := cabi.HeaderDir("../..")
+	inc, err := cabi.HeaderDir("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,45 +44,45 @@ func TestBadInput(t *testing.T) {
 		defer buf.Close()
 		iova, _ := e.alloc.Reserve(8192)
 		mem := buf.Bytes()
-		expect(t, "map at an unaligned IOVA", e.Mapper.Map(iova+1, mem[:4096], dma.ReadWrite), unix.EINVAL, "iova=")
-		expect(t, "map an unaligned buffer", e.Mapper.Map(iova, mem[1:4097], dma.ReadWrite), unix.EINVAL)
-		expect(t, "map an empty buffer", e.Mapper.Map(iova, nil, dma.ReadWrite), unix.EINVAL)
-		if err := e.Mapper.Map(iova, mem[:8192], dma.ReadWrite); err != nil {
+		expect(t, "map at an unaligned IOVA", e.Mapper().Map(iova+1, mem[:4096], dma.ReadWrite), unix.EINVAL, "iova=")
+		expect(t, "map an unaligned buffer", e.Mapper().Map(iova, mem[1:4097], dma.ReadWrite), unix.EINVAL)
+		expect(t, "map an empty buffer", e.Mapper().Map(iova, nil, dma.ReadWrite), unix.EINVAL)
+		if err := e.Mapper().Map(iova, mem[:8192], dma.ReadWrite); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, "map over a mapping", e.Mapper.Map(iova+4096, mem[8192:], dma.ReadWrite), unix.EEXIST, "overlaps")
+		expect(t, "map over a mapping", e.Mapper().Map(iova+4096, mem[8192:], dma.ReadWrite), unix.EEXIST, "overlaps")
 		free, _ := e.alloc.Reserve(4096)
-		expect(t, "unmap what is not mapped", e.Mapper.Unmap(free, 4096), unix.ENOENT)
-		if err := e.Mapper.Unmap(iova, 8192); err != nil {
+		expect(t, "unmap what is not mapped", e.Mapper().Unmap(free, 4096), unix.ENOENT)
+		if err := e.Mapper().Unmap(iova, 8192); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, "unmap twice", e.Mapper.Unmap(iova, 8192), unix.ENOENT)
-		if e.Container != nil { // unmap-all (VFIO_DMA_UNMAP_FLAG_ALL)
-			if err := e.Mapper.Map(iova, mem[:8192], dma.ReadWrite); err != nil {
+		expect(t, "unmap twice", e.Mapper().Unmap(iova, 8192), unix.ENOENT)
+		if e.Container() != nil { // unmap-all (VFIO_DMA_UNMAP_FLAG_ALL)
+			if err := e.Mapper().Map(iova, mem[:8192], dma.ReadWrite); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := e.Container.UnmapAll(); err != nil || n != 8192 {
+			if n, err := e.Container().UnmapAll(); err != nil || n != 8192 {
 				t.Errorf("UnmapAll = %d, %v; want 8192 bytes", n, err)
 			}
-			expect(t, "unmap after unmap-all", e.Mapper.Unmap(iova, 8192), unix.ENOENT)
+			expect(t, "unmap after unmap-all", e.Mapper().Unmap(iova, 8192), unix.ENOENT)
 		}
 
-		expect(t, "region index out of range", func() error { _, err := e.Handle.Device.Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
-		expect(t, "the largest region index", func() error { _, err := e.Handle.Device.Region(^vfio.RegionIndex(0)); return err }(), unix.EINVAL, "regions 0 to 8")
-		expect(t, "IRQ index out of range", func() error { _, err := e.Handle.Device.IRQInfo(7); return err }(), unix.EINVAL)
-		cfg, _ := e.Handle.Device.Region(vfio.ConfigRegion)
+		expect(t, "region index out of range", func() error { _, err := e.Handle.Device().Region(99); return err }(), unix.EINVAL, "regions 0 to 8")
+		expect(t, "the largest region index", func() error { _, err := e.Handle.Device().Region(^vfio.RegionIndex(0)); return err }(), unix.EINVAL, "regions 0 to 8")
+		expect(t, "IRQ index out of range", func() error { _, err := e.Handle.Device().IRQInfo(7); return err }(), unix.EINVAL)
+		cfg, _ := e.Handle.Device().Region(vfio.ConfigRegion)
 		b := make([]byte, 4)
 		_, err = cfg.ReadAt(b, int64(cfg.Size)-2)
 		expect(t, "read past a region's end", err, unix.EINVAL, "region is")
 		_, err = cfg.ReadAt(b, -4)
 		expect(t, "read at a negative offset", err, unix.EINVAL)
-		bar0, _ := e.Handle.Device.Region(vfio.BAR0Region)
+		bar0, _ := e.Handle.Device().Region(vfio.BAR0Region)
 		_, err = bar0.MapRange(0, bar0.Size+4096)
 		expect(t, "mmap past a region's end", err, unix.EINVAL)
-		if e.Group != nil {
-			_, err := e.Group.Device("0000:00:04.0")
+		if e.Group() != nil {
+			_, err := e.Group().Device("0000:00:04.0")
 			expect(t, "a device not in the group", err, nil, "VFIO_GROUP_GET_DEVICE_FD", "0000:00:04.0")
-			_, err = e.Group.Device("../../x\x00")
+			_, err = e.Group().Device("../../x\x00")
 			expect(t, "a malformed device name", err, unix.EINVAL)
 		}
 	})
@@ -94,7 +94,7 @@ func TestUseAfterClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev, mapper := h.Device, h.Mapper
+		dev, mapper := h.Device(), h.Mapper()
 		if err := h.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -106,17 +106,17 @@ func TestUseAfterClose(t *testing.T) {
 		expect(t, "map after close", mapper.Map(0x100000, buf.Bytes(), dma.ReadWrite), vfioerr.ErrClosed)
 		expect(t, "unmap-all after close", func() error { _, err := mapper.UnmapAll(); return err }(), vfioerr.ErrClosed)
 		expect(t, "handle double close", h.Close(), vfioerr.ErrClosed)
-		if h.Container != nil {
-			expect(t, "container double close", h.Container.Close(), vfioerr.ErrClosed)
+		if h.Container() != nil {
+			expect(t, "container double close", h.Container().Close(), vfioerr.ErrClosed)
 		}
-		if h.Group != nil {
-			expect(t, "group double close", h.Group.Close(), vfioerr.ErrClosed)
+		if h.Group() != nil {
+			expect(t, "group double close", h.Group().Close(), vfioerr.ErrClosed)
 		}
-		if h.IOMMUFD != nil {
-			expect(t, "iommufd double close", h.IOMMUFD.Close(), vfioerr.ErrClosed)
+		if h.IOMMUFD() != nil {
+			expect(t, "iommufd double close", h.IOMMUFD().Close(), vfioerr.ErrClosed)
 		}
-		if h.IOAS != nil {
-			expect(t, "IOAS double close", h.IOAS.Close(), vfioerr.ErrClosed)
+		if h.IOAS() != nil {
+			expect(t, "IOAS double close", h.IOAS().Close(), vfioerr.ErrClosed)
 		}
 		ev, _ := vfio.CreateEventfd()
 		ev.Close()

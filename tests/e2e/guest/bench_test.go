@@ -26,10 +26,10 @@ func TestMapUnmapAllocs(t *testing.T) {
 		iova, _ := e.alloc.Reserve(4096)
 		mem := buf.Bytes()
 		pair := func() {
-			if err := e.Mapper.Map(iova, mem, dma.ReadWrite); err != nil {
+			if err := e.Mapper().Map(iova, mem, dma.ReadWrite); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.Mapper.Unmap(iova, uint64(len(mem))); err != nil {
+			if err := e.Mapper().Unmap(iova, uint64(len(mem))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -43,10 +43,10 @@ func TestMapUnmapAllocs(t *testing.T) {
 func rawMapUnmap(b *testing.B, h *vfio.Handle, iova uint64, mem []byte) {
 	var fd int
 	var err error
-	if h.Container != nil {
-		fd, err = h.Container.FD()
+	if h.Container() != nil {
+		fd, err = h.Container().FD()
 	} else {
-		fd, err = h.IOMMUFD.FD()
+		fd, err = h.IOMMUFD().FD()
 	}
 	if err != nil {
 		b.Fatal(err)
@@ -57,18 +57,18 @@ func rawMapUnmap(b *testing.B, h *vfio.Handle, iova uint64, mem []byte) {
 		}
 	}
 	for i := 0; i < b.N; i++ {
-		if h.Container != nil {
+		if h.Container() != nil {
 			m := uapi.VfioIommuType1DmaMap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaMap{})), Flags: uapi.VFIO_DMA_MAP_FLAG_READ | uapi.VFIO_DMA_MAP_FLAG_WRITE,
 				Vaddr: uapi.SlicePointer(mem), Iova: iova, Size: uint64(len(mem))}
 			ioctl(uapi.VFIO_IOMMU_MAP_DMA, unsafe.Pointer(&m))
 			u := uapi.VfioIommuType1DmaUnmap{Argsz: uint32(unsafe.Sizeof(uapi.VfioIommuType1DmaUnmap{})), Iova: iova, Size: uint64(len(mem))}
 			ioctl(uapi.VFIO_IOMMU_UNMAP_DMA, unsafe.Pointer(&u))
 		} else {
-			m := uapi.IommuIoasMap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasMap{})), IoasId: h.IOAS.ID(),
+			m := uapi.IommuIoasMap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasMap{})), IoasId: h.IOAS().ID(),
 				Flags:  uapi.IOMMU_IOAS_MAP_FIXED_IOVA | uapi.IOMMU_IOAS_MAP_READABLE | uapi.IOMMU_IOAS_MAP_WRITEABLE,
 				UserVa: uapi.SlicePointer(mem), Length: uint64(len(mem)), Iova: iova}
 			ioctl(uapi.IOMMU_IOAS_MAP, unsafe.Pointer(&m))
-			u := uapi.IommuIoasUnmap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasUnmap{})), IoasId: h.IOAS.ID(), Iova: iova, Length: uint64(len(mem))}
+			u := uapi.IommuIoasUnmap{Size: uint32(unsafe.Sizeof(uapi.IommuIoasUnmap{})), IoasId: h.IOAS().ID(), Iova: iova, Length: uint64(len(mem))}
 			ioctl(uapi.IOMMU_IOAS_UNMAP, unsafe.Pointer(&u))
 		}
 	}
@@ -88,10 +88,10 @@ func BenchmarkMapUnmap4K(b *testing.B) {
 		b.Run(m.name+"/api", func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if err := h.Mapper.Map(iova, mem, dma.ReadWrite); err != nil {
+				if err := h.Mapper().Map(iova, mem, dma.ReadWrite); err != nil {
 					b.Fatal(err)
 				}
-				if err := h.Mapper.Unmap(iova, 4096); err != nil {
+				if err := h.Mapper().Unmap(iova, 4096); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -134,12 +134,12 @@ func BenchmarkMap256M(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				mem := buf.Bytes()
 				for off := 0; off < total; off += chunk {
-					if err := h.Mapper.Map(base+uint64(off), mem[off:off+chunk], dma.ReadWrite); err != nil {
+					if err := h.Mapper().Map(base+uint64(off), mem[off:off+chunk], dma.ReadWrite); err != nil {
 						b.Fatal(err)
 					}
 				}
 				for off := 0; off < total; off += chunk {
-					if err := h.Mapper.Unmap(base+uint64(off), uint64(chunk)); err != nil {
+					if err := h.Mapper().Unmap(base+uint64(off), uint64(chunk)); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -75,12 +75,12 @@ func openEdu(t *testing.T, m mode) *eduDev {
 			t.Errorf("file descriptors leaked: %v", open)
 		}
 	})
-	e, err := edu.Open(h.Device)
+	e, err := edu.Open(h.Device())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	alloc, err := dma.NewAllocatorFor(h.Mapper())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func (e *eduDev) mapBuf(t *testing.T, n int) (*dma.Buffer, uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := e.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		t.Fatal(err)
 	}
 	return buf, iova
@@ -130,7 +130,7 @@ func TestEduDMARoundtrip(t *testing.T) {
 		if err := e.Roundtrip(buf, iova, n); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Mapper.Unmap(iova, uint64(buf.Len())); err != nil {
+		if err := e.Mapper().Unmap(iova, uint64(buf.Len())); err != nil {
 			t.Fatal(err)
 		}
 		buf.Close()
@@ -148,7 +148,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer msi.Close()
-		if err := e.Handle.Device.SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
+		if err := e.Handle.Device().SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
 			t.Fatal(err)
 		}
 		e.dma(t, iova, edu.Buffer, 64, edu.CmdIRQ)
@@ -156,7 +156,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatalf("no MSI after DMA completion: count %d, %v", n, err)
 		}
 		e.Store32(edu.RegIRQAck, e.Load32(edu.RegIRQStat))
-		if err := e.Handle.Device.DisableIRQ(vfio.MSIIRQ); err != nil {
+		if err := e.Handle.Device().DisableIRQ(vfio.MSIIRQ); err != nil {
 			t.Fatal(err)
 		}
 
@@ -165,7 +165,7 @@ func TestEduInterrupts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer intx.Close()
-		if err := e.Handle.Device.SetEventfds(vfio.IntxIRQ, 0, intx); err != nil {
+		if err := e.Handle.Device().SetEventfds(vfio.IntxIRQ, 0, intx); err != nil {
 			t.Fatal(err)
 		}
 		for round := 0; round < 2; round++ { // the second proves unmask works
@@ -174,11 +174,11 @@ func TestEduInterrupts(t *testing.T) {
 				t.Fatalf("round %d: no INTx after raise: count %d, %v", round, n, err)
 			}
 			e.Store32(edu.RegIRQAck, 1)
-			if err := e.Handle.Device.UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
+			if err := e.Handle.Device().UnmaskIRQ(vfio.IntxIRQ, 0, 1); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := e.Handle.Device.DisableIRQ(vfio.IntxIRQ); err != nil {
+		if err := e.Handle.Device().DisableIRQ(vfio.IntxIRQ); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -262,7 +262,7 @@ func TestEduIsolation(t *testing.T) {
 		if got := seen(); !bytes.Equal(got, uPattern) {
 			t.Fatalf("edu read % x from the page while it was mapped, want % x", got, uPattern)
 		}
-		if err := e.Mapper.Unmap(uIOVA, page); err != nil {
+		if err := e.Mapper().Unmap(uIOVA, page); err != nil {
 			t.Fatal(err)
 		}
 		bait, never := baitPage(t, e, wIOVA, uIOVA)
@@ -362,7 +362,7 @@ func (k *kmsg) fault(iova uint64) string {
 // that address.
 func baitPage(t *testing.T, e *eduDev, taken ...uint64) (*dma.Buffer, uint64) {
 	t.Helper()
-	ranges, err := e.Mapper.IOVARanges()
+	ranges, err := e.Mapper().IOVARanges()
 	if err != nil {
 		t.Fatal(err)
 	}

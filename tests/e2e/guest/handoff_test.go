@@ -49,11 +49,11 @@ func TestHandoffToUnprivilegedChild(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer h.Close()
-		if h.IOMMUFD != nil {
-			if err := h.IOMMUFD.SetRlimitPerProcess(false); err == nil || !strings.Contains(err.Error(), "before any object") {
+		if h.IOMMUFD() != nil {
+			if err := h.IOMMUFD().SetRlimitPerProcess(false); err == nil || !strings.Contains(err.Error(), "before any object") {
 				t.Errorf("changing the mode with objects present: %v, want EBUSY explained", err)
 			}
-			if v, err := h.IOMMUFD.GetOption(ioasid.OptionRlimitMode, 0); err != nil || v != 1 {
+			if v, err := h.IOMMUFD().GetOption(ioasid.OptionRlimitMode, 0); err != nil || v != 1 {
 				t.Fatalf("rlimit mode = %d, %v; want 1 (per process)", v, err)
 			}
 		}
@@ -98,7 +98,7 @@ func TestHandoffToUnprivilegedChild(t *testing.T) {
 				t.Errorf("child output lacks %q:\n%s", want, out.String())
 			}
 		}
-		if n, err := h.Mapper.UnmapAll(); Profile == "pseries" && !v1 {
+		if n, err := h.Mapper().UnmapAll(); Profile == "pseries" && !v1 {
 			// The child used the SPAPR container first: it is the child's.
 			if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "only that process") {
 				t.Errorf("the parent's UnmapAll of the child's SPAPR container: %v, want EPERM explained", err)
@@ -134,19 +134,19 @@ func handoffChild() {
 	if err != nil {
 		fail("receive: %v", err)
 	}
-	fmt.Printf("received %s: device %s\n", h.Backend, h.Device.Name())
+	fmt.Printf("received %s: device %s\n", h.Backend(), h.Device().Name())
 	if os.Getenv("VFIOCTL_HANDOFF_REFUSED") != "" {
 		// A container enabled by another process: the kernel refuses this
 		// one every call past CHECK_EXTENSION, the IOVA ranges (GET_INFO)
 		// and the map among them.
-		if _, err := h.Mapper.IOVARanges(); !errors.Is(err, unix.EPERM) {
+		if _, err := h.Mapper().IOVARanges(); !errors.Is(err, unix.EPERM) {
 			fail("IOVA ranges of a container another process enabled: %v, want EPERM", err)
 		}
 		buf, err := dma.CreateBuffer(os.Getpagesize())
 		if err != nil {
 			fail("%v", err)
 		}
-		if err := h.Mapper.Map(1<<20, buf.Bytes(), dma.ReadWrite); !errors.Is(err, unix.EPERM) {
+		if err := h.Mapper().Map(1<<20, buf.Bytes(), dma.ReadWrite); !errors.Is(err, unix.EPERM) {
 			fail("map through a container another process enabled: %v, want EPERM", err)
 		}
 		fmt.Println("map refused: EPERM")
@@ -158,7 +158,7 @@ func handoffChild() {
 	if err != nil {
 		fail("%v", err)
 	}
-	if err := h.Device.SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
+	if err := h.Device().SetEventfds(vfio.MSIIRQ, 0, msi); err != nil {
 		fail("%v", err)
 	}
 	if err := e.DMA(iova, edu.Buffer, 64, edu.CmdIRQ); err != nil {
@@ -168,7 +168,7 @@ func handoffChild() {
 		fail("no MSI: %d, %v", n, err)
 	}
 	e.Store32(edu.RegIRQAck, e.Load32(edu.RegIRQStat))
-	h.Device.DisableIRQ(vfio.MSIIRQ)
+	h.Device().DisableIRQ(vfio.MSIIRQ)
 	msi.Close()
 	fmt.Println("msi ok")
 	big, err := dma.CreateBuffer(16 << 20)
@@ -176,12 +176,12 @@ func handoffChild() {
 		fail("%v", err)
 	}
 	bigIOVA, _ := alloc.Reserve(16 << 20)
-	err = h.Mapper.Map(bigIOVA, big.Bytes(), dma.ReadWrite)
+	err = h.Mapper().Map(bigIOVA, big.Bytes(), dma.ReadWrite)
 	if !errors.Is(err, unix.ENOMEM) || !strings.Contains(err.Error(), "RLIMIT_MEMLOCK") {
 		fail("16 MiB map with a %d MiB RLIMIT_MEMLOCK: %v, want ENOMEM explained", limit>>20, err)
 	}
 	fmt.Println(err)
-	if err := h.Mapper.Unmap(iova, 8192); err != nil {
+	if err := h.Mapper().Unmap(iova, 8192); err != nil {
 		fail("%v", err)
 	}
 	e.Close()
@@ -200,11 +200,11 @@ func handoffChild() {
 // mapped, 2000 bytes there and back. It returns the edu, the allocator,
 // the mapped buffer and its IOVA.
 func childRoundtrip(h *vfio.Handle, fail func(string, ...any)) (*edu.Edu, *dma.Allocator, *dma.Buffer, uint64) {
-	e, err := edu.Open(h.Device)
+	e, err := edu.Open(h.Device())
 	if err != nil {
 		fail("%v", err)
 	}
-	alloc, err := dma.NewAllocatorFor(h.Mapper)
+	alloc, err := dma.NewAllocatorFor(h.Mapper())
 	if err != nil {
 		fail("%v", err)
 	}
@@ -214,7 +214,7 @@ func childRoundtrip(h *vfio.Handle, fail func(string, ...any)) (*edu.Edu, *dma.A
 		fail("%v", err)
 	}
 	iova, _ := alloc.Reserve(8192)
-	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		fail("map 8 KiB: %v", err)
 	}
 	if err := e.Roundtrip(buf, iova, 2000); err != nil {

@@ -45,14 +45,14 @@ func sysfsBARSizes(t *testing.T, addr string) []uint64 {
 func TestEduInfo(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
 		e := openEdu(t, m)
-		addr := e.Handle.Device.Name()
-		info := e.Handle.Device.Info()
+		addr := e.Handle.Device().Name()
+		info := e.Handle.Device().Info()
 		if !info.PCI() || info.NumRegions != 9 || info.NumIRQs != 5 {
 			t.Fatalf("device info %+v: want a PCI device with 9 regions and 5 IRQ indexes", info)
 		}
 		sizes := sysfsBARSizes(t, addr)
 		for i := vfio.BAR0Region; i <= vfio.ROMRegion; i++ {
-			r, err := e.Handle.Device.Region(i)
+			r, err := e.Handle.Device().Region(i)
 			if err != nil {
 				t.Fatalf("region %d: %v", i, err)
 			}
@@ -60,7 +60,7 @@ func TestEduInfo(t *testing.T) {
 				t.Errorf("region %d size %#x, sysfs resource says %#x", i, r.Size, sizes[i])
 			}
 		}
-		bar0, _ := e.Handle.Device.Region(vfio.BAR0Region)
+		bar0, _ := e.Handle.Device().Region(vfio.BAR0Region)
 		if !bar0.Mappable() || !bar0.Readable() || !bar0.Writable() {
 			t.Errorf("BAR0 flags %#x: want read, write, mmap", bar0.Flags)
 		}
@@ -68,25 +68,25 @@ func TestEduInfo(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfgRegion, err := e.Handle.Device.Region(vfio.ConfigRegion)
+		cfgRegion, err := e.Handle.Device().Region(vfio.ConfigRegion)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cfgRegion.Size != uint64(len(cfgFile)) {
 			t.Errorf("config region %d bytes, sysfs config %d", cfgRegion.Size, len(cfgFile))
 		}
-		cfg, _ := e.Handle.Device.Config()
+		cfg, _ := e.Handle.Device().Config()
 		id, _ := cfg.Read32(0)
 		if want := uint32(cfgFile[0]) | uint32(cfgFile[1])<<8 | uint32(cfgFile[2])<<16 | uint32(cfgFile[3])<<24; id != want {
 			t.Errorf("vendor/device via VFIO %#x, via sysfs %#x", id, want)
 		}
-		if _, err := e.Handle.Device.Region(vfio.VGARegion); err == nil {
+		if _, err := e.Handle.Device().Region(vfio.VGARegion); err == nil {
 			t.Errorf("edu has no VGA region, but Region(VGA) succeeded")
 		}
 
 		// IRQs: INTx exists iff the interrupt pin is set; MSI vectors from
 		// the MSI capability's Multiple Message Capable field.
-		intx, err := e.Handle.Device.IRQInfo(vfio.IntxIRQ)
+		intx, err := e.Handle.Device().IRQInfo(vfio.IntxIRQ)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,21 +104,21 @@ func TestEduInfo(t *testing.T) {
 				msiVectors = 1 << ((ctl >> 1) & 7)
 			}
 		}
-		msi, err := e.Handle.Device.IRQInfo(vfio.MSIIRQ)
+		msi, err := e.Handle.Device().IRQInfo(vfio.MSIIRQ)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if msi.Count != msiVectors || !msi.Eventfd() {
 			t.Errorf("MSI info %+v, capability says %d vectors", msi, msiVectors)
 		}
-		msix, _ := e.Handle.Device.IRQInfo(vfio.MSIXIRQ)
+		msix, _ := e.Handle.Device().IRQInfo(vfio.MSIXIRQ)
 		if msix.Count != 0 {
 			t.Errorf("MSI-X count %d, edu has no MSI-X capability", msix.Count)
 		}
-		if get, set, err := e.Handle.Device.FeatureProbe(uapi.VFIO_DEVICE_FEATURE_MIGRATION); err != nil || get || set {
+		if get, set, err := e.Handle.Device().FeatureProbe(uapi.VFIO_DEVICE_FEATURE_MIGRATION); err != nil || get || set {
 			t.Errorf("edu migration feature: get=%v set=%v err=%v, want unsupported", get, set, err)
 		}
-		if get, set, err := e.Handle.Device.FeatureProbe(uapi.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY); err != nil || get || !set {
+		if get, set, err := e.Handle.Device().FeatureProbe(uapi.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY); err != nil || get || !set {
 			t.Errorf("vfio-pci low power entry: get=%v set=%v err=%v, want set only", get, set, err)
 		}
 		methods, _ := os.ReadFile("/sys/bus/pci/devices/" + addr + "/reset_method")
@@ -126,7 +126,7 @@ func TestEduInfo(t *testing.T) {
 		if info.Resettable() != hasReset {
 			t.Errorf("VFIO says resettable=%v, sysfs reset_method=%q", info.Resettable(), methods)
 		}
-		err = e.Handle.Device.Reset()
+		err = e.Handle.Device().Reset()
 		if hasReset && err != nil {
 			t.Errorf("Reset: %v", err)
 		}

@@ -30,7 +30,7 @@ var cdevMode = mode{"iommufd", vfio.Cdev, 0}
 // moves the device to B and DMAs through the copy.
 func TestIOASCopy(t *testing.T) {
 	e := openEdu(t, cdevMode)
-	a := e.IOAS
+	a := e.IOAS()
 	buf, err := dma.CreateBuffer(8192)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestIOASCopy(t *testing.T) {
 	if err := a.Map(iovaA, buf.Bytes(), dma.ReadWrite); err != nil {
 		t.Fatal(err)
 	}
-	b, err := e.IOMMUFD.AllocIOAS()
+	b, err := e.IOMMUFD().AllocIOAS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +48,10 @@ func TestIOASCopy(t *testing.T) {
 	if err := a.Copy(b, iovaB, iovaA, 8192, dma.ReadWrite); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Handle.Device.DetachPT(); err != nil {
+	if err := e.Handle.Device().DetachPT(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Handle.Device.AttachPT(b.ID()); err != nil {
+	if _, err := e.Handle.Device().AttachPT(b.ID()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Roundtrip(buf, iovaB, 1500); err != nil {
@@ -64,10 +64,10 @@ func TestIOASCopy(t *testing.T) {
 	if err := e.Roundtrip(buf, iovaB, 64); err == nil {
 		t.Fatal("DMA through an unmapped IOVA of B came back intact")
 	}
-	if err := e.Handle.Device.DetachPT(); err != nil {
+	if err := e.Handle.Device().DetachPT(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Handle.Device.AttachPT(a.ID()); err != nil {
+	if _, err := e.Handle.Device().AttachPT(a.ID()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -98,14 +98,14 @@ func reservedRegions(t *testing.T, group int) []dma.Range {
 // VT-d cap/ecap registers sysfs shows).
 func TestIOVARangesAndHWInfo(t *testing.T) {
 	e := openEdu(t, cdevMode)
-	ranges, align, err := e.IOAS.Ranges()
+	ranges, align, err := e.IOAS().Ranges()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if align != 4096 || len(ranges) == 0 {
 		t.Fatalf("ranges %v alignment %#x", ranges, align)
 	}
-	grp, _ := sysfs.DeviceGroup(e.Handle.Device.Name())
+	grp, _ := sysfs.DeviceGroup(e.Handle.Device().Name())
 	resv := reservedRegions(t, grp)
 	if len(resv) == 0 {
 		t.Fatalf("group %d reports no reserved regions (the MSI window at least)", grp)
@@ -117,7 +117,7 @@ func TestIOVARangesAndHWInfo(t *testing.T) {
 			}
 		}
 	}
-	info, err := e.IOMMUFD.HWInfo(e.DevID)
+	info, err := e.IOMMUFD().HWInfo(e.DevID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,25 +149,25 @@ func TestIOVARangesAndHWInfo(t *testing.T) {
 // DIRTY_TRACKING fails with ErrNotSupported.
 func TestDirtyTracking(t *testing.T) {
 	e := openEdu(t, cdevMode)
-	info, err := e.IOMMUFD.HWInfo(e.DevID)
+	info, err := e.IOMMUFD().HWInfo(e.DevID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hwpt, err := e.IOMMUFD.AllocHWPT(e.DevID, e.IOAS, ioasid.HWPTDirtyTracking)
+	hwpt, err := e.IOMMUFD().AllocHWPT(e.DevID(), e.IOAS(), ioasid.HWPTDirtyTracking)
 	if !info.DirtyTracking() {
 		if !errors.Is(err, vfioerr.ErrNotSupported) {
 			t.Fatalf("%s reports no dirty tracking, but HWPT_ALLOC(DIRTY_TRACKING) = %v; want ErrNotSupported", Profile, err)
 		}
 		t.Logf("%s: no dirty tracking: %v", Profile, err)
 		// A plain HWPT works, and the device attaches to it.
-		plain, err := e.IOMMUFD.AllocHWPT(e.DevID, e.IOAS, 0)
+		plain, err := e.IOMMUFD().AllocHWPT(e.DevID(), e.IOAS(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Handle.Device.AttachPT(plain.ID()); err != nil {
+		if _, err := e.Handle.Device().AttachPT(plain.ID()); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Handle.Device.AttachPT(e.IOAS.ID()); err != nil {
+		if _, err := e.Handle.Device().AttachPT(e.IOAS().ID()); err != nil {
 			t.Fatal(err)
 		}
 		if err := plain.Close(); err != nil {
@@ -179,7 +179,7 @@ func TestDirtyTracking(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hwpt.Close()
-	if _, err := e.Handle.Device.AttachPT(hwpt.ID()); err != nil {
+	if _, err := e.Handle.Device().AttachPT(hwpt.ID()); err != nil {
 		t.Fatal(err)
 	}
 	buf, iova := e.mapBuf(t, 8192)
@@ -201,15 +201,15 @@ func TestDirtyTracking(t *testing.T) {
 // kernel they need.
 func TestNewerIoctls(t *testing.T) {
 	e := openEdu(t, cdevMode)
-	viommu, err := e.IOMMUFD.VIOMMUByID(1) // none exists: the kernel must not get as far as looking
+	viommu, err := e.IOMMUFD().VIOMMUByID(1) // none exists: the kernel must not get as far as looking
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer viommu.Close()
 	for name, call := range map[string]func() error{
-		"6.13 IOMMU_IOAS_MAP_FILE":       func() error { return e.IOAS.MapFile(0x100000, 0, 0, 4096, dma.ReadWrite) },
-		"6.14 IOMMU_IOAS_CHANGE_PROCESS": func() error { return e.IOMMUFD.ChangeProcess() },
-		"6.13 IOMMU_VDEVICE_ALLOC":       func() error { _, err := viommu.AllocVDevice(e.DevID, 0); return err },
+		"6.13 IOMMU_IOAS_MAP_FILE":       func() error { return e.IOAS().MapFile(0x100000, 0, 0, 4096, dma.ReadWrite) },
+		"6.14 IOMMU_IOAS_CHANGE_PROCESS": func() error { return e.IOMMUFD().ChangeProcess() },
+		"6.13 IOMMU_VDEVICE_ALLOC":       func() error { _, err := viommu.AllocVDevice(e.DevID(), 0); return err },
 		"6.15 IOMMU_VEVENTQ_ALLOC":       func() error { _, err := viommu.AllocEventQueue(0, 1); return err },
 		"6.17 IOMMU_HW_QUEUE_ALLOC":      func() error { _, err := viommu.AllocHWQueue(0, 0, 0, 4096); return err },
 	} {
@@ -289,7 +289,7 @@ func TestMemlockLimit(t *testing.T) {
 		return
 	}
 	e := openEdu(t, cdevMode)
-	ifd, _ := e.IOMMUFD.FD()
+	ifd, _ := e.IOMMUFD().FD()
 	// Hand the child a dup: an *os.File owns its fd and its finalizer
 	// would close the number under the iommufd's feet.
 	dup, err := unix.Dup(ifd)
@@ -300,7 +300,7 @@ func TestMemlockLimit(t *testing.T) {
 	defer passed.Close()
 	exe, _ := os.Executable()
 	cmd := exec.Command(exe, "-test.run=^TestMemlockLimit$")
-	cmd.Env = append(os.Environ(), "VFIOCTL_MEMLOCK_CHILD=1", "VFIOCTL_IOAS="+strconv.Itoa(int(e.IOAS.ID())))
+	cmd.Env = append(os.Environ(), "VFIOCTL_MEMLOCK_CHILD=1", "VFIOCTL_IOAS="+strconv.Itoa(int(e.IOAS().ID())))
 	cmd.ExtraFiles = []*os.File{passed}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.CombinedOutput()
@@ -310,7 +310,7 @@ func TestMemlockLimit(t *testing.T) {
 	if !strings.Contains(string(out), "RLIMIT_MEMLOCK") || !strings.Contains(string(out), "ulimit -l") {
 		t.Fatalf("child's map error does not explain the limit:\n%s", out)
 	}
-	if n, err := e.IOAS.UnmapAll(); err != nil || n != 0 {
+	if n, err := e.IOAS().UnmapAll(); err != nil || n != 0 {
 		t.Fatalf("after the failed map, %d bytes are mapped (%v)", n, err)
 	}
 	t.Logf("child: %s", strings.TrimSpace(string(out)))
@@ -364,13 +364,13 @@ func TestType1DirtyPages(t *testing.T) {
 			t.Skip("type1v2 containers only")
 		}
 		e := openEdu(t, m)
-		info, err := e.Container.Info()
+		info, err := e.Container().Info()
 		if err != nil {
 			t.Fatal(err)
 		}
 		buf, iova := e.mapBuf(t, 8192)
 		defer buf.Close()
-		err = e.Container.StartDirtyTracking()
+		err = e.Container().StartDirtyTracking()
 		if info.Migration == nil {
 			if !errors.Is(err, vfioerr.ErrNotSupported) {
 				t.Fatalf("no migration capability, but StartDirtyTracking = %v", err)
@@ -381,7 +381,7 @@ func TestType1DirtyPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer e.Container.StopDirtyTracking()
+		defer e.Container().StopDirtyTracking()
 		// The device really writes page 1: a pattern goes RAM -> edu from
 		// page 0, page 1 is zeroed, edu writes it back into page 1.
 		mem := buf.Bytes()
@@ -399,7 +399,7 @@ func TestType1DirtyPages(t *testing.T) {
 		// the device dirty, on every read (the kernel re-marks them after
 		// each report). Exactly the two mapped pages, twice.
 		for read := 1; read <= 2; read++ {
-			bm, err := e.Container.DirtyBitmap(iova, 8192, 4096)
+			bm, err := e.Container().DirtyBitmap(iova, 8192, 4096)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -416,25 +416,25 @@ func TestType1DirtyPages(t *testing.T) {
 // info either lists the affected devices or says why none is possible.
 func TestFaultQueueAndHotResetInfo(t *testing.T) {
 	e := openEdu(t, cdevMode)
-	q, err := e.IOMMUFD.AllocFaultQueue()
+	q, err := e.IOMMUFD().AllocFaultQueue()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	deps, err := e.Handle.Device.HotResetInfo()
+	deps, err := e.Handle.Device().HotResetInfo()
 	switch {
 	case err == nil:
 		found := false
 		for _, d := range deps {
-			found = found || d.Address() == e.Handle.Device.Name()
+			found = found || d.Address() == e.Handle.Device().Name()
 		}
 		if !found {
 			t.Errorf("hot reset info %+v does not include the device itself", deps)
 		}
 	case errors.Is(err, unix.ENODEV):
-		t.Logf("no bus or slot reset for %s: %v", e.Handle.Device.Name(), err)
+		t.Logf("no bus or slot reset for %s: %v", e.Handle.Device().Name(), err)
 	default:
 		t.Fatalf("HotResetInfo: %v", err)
 	}

@@ -52,20 +52,20 @@ func eduWorks(t *testing.T, addr string, m mode) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	e, err := edu.Open(h.Device)
+	e, err := edu.Open(h.Device())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	alloc, _ := dma.NewAllocatorFor(h.Mapper)
+	alloc, _ := dma.NewAllocatorFor(h.Mapper())
 	alloc.Limit(edu.DMAMask)
 	buf, _ := dma.CreateBuffer(8192)
 	defer buf.Close()
 	iova, _ := alloc.Reserve(8192)
-	if err := h.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+	if err := h.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 		t.Fatal(err)
 	}
-	defer h.Mapper.Unmap(iova, 8192)
+	defer h.Mapper().Unmap(iova, 8192)
 	if err := e.Roundtrip(buf, iova, 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestSurpriseRemoval(t *testing.T) {
 			}
 			var once sync.Once
 			requested := make(chan time.Time, 1)
-			stop, err := h.Device.WatchRequests(func() {
+			stop, err := h.Device().WatchRequests(func() {
 				once.Do(func() { requested <- time.Now(); h.Close() })
 			})
 			if err != nil {
@@ -319,7 +319,7 @@ func crashChild(modeName string) {
 	if err != nil {
 		fail(err)
 	}
-	if err := h.Device.SetEventfds(vfio.MSIIRQ, 0, ev); err != nil {
+	if err := h.Device().SetEventfds(vfio.MSIIRQ, 0, ev); err != nil {
 		fail(err)
 	}
 	buf, err := dma.CreateBuffer(256 << 20)
@@ -328,7 +328,7 @@ func crashChild(modeName string) {
 	}
 	mem := buf.Bytes()
 	for off := 0; off < len(mem); off += 4096 {
-		if err := h.Mapper.Map(uint64(0x1000000+off), mem[off:off+4096], dma.ReadWrite); err != nil {
+		if err := h.Mapper().Map(uint64(0x1000000+off), mem[off:off+4096], dma.ReadWrite); err != nil {
 			fail(err)
 		}
 		if off == 0 {

@@ -26,7 +26,7 @@ func TestE1000eMSIX(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,14 +46,14 @@ func TestE1000eMSIX(t *testing.T) {
 	if vectors == 0 {
 		t.Fatalf("no MSI-X capability in e1000e config space: %v", caps)
 	}
-	irq, err := h.Device.IRQInfo(vfio.MSIXIRQ)
+	irq, err := h.Device().IRQInfo(vfio.MSIXIRQ)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if irq.Count != vectors {
 		t.Errorf("VFIO reports %d MSI-X vectors, the capability %d", irq.Count, vectors)
 	}
-	bar, err := h.Device.Region(vfio.RegionIndex(tableBIR))
+	bar, err := h.Device().Region(vfio.RegionIndex(tableBIR))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,16 +70,16 @@ func TestE1000eMSIX(t *testing.T) {
 		fds[i] = -1
 	}
 	fds[vectors-1] = fdOf(t, ev)
-	if err := h.Device.SetTriggers(vfio.MSIXIRQ, 0, fds); err != nil {
+	if err := h.Device().SetTriggers(vfio.MSIXIRQ, 0, fds); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Device.TriggerIRQ(vfio.MSIXIRQ, vectors-1, 1); err != nil {
+	if err := h.Device().TriggerIRQ(vfio.MSIXIRQ, vectors-1, 1); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ev.Wait(2 * time.Second); n == 0 {
 		t.Fatalf("MSI-X vector %d did not fire its eventfd", vectors-1)
 	}
-	if err := h.Device.DisableIRQ(vfio.MSIXIRQ); err != nil {
+	if err := h.Device().DisableIRQ(vfio.MSIXIRQ); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("e1000e: %d MSI-X vectors, table in BAR%d (%#x bytes, msix-mappable)", vectors, tableBIR, bar.Size)
@@ -100,10 +100,10 @@ func TestE1000eMSIX(t *testing.T) {
 		}
 		defer evs[i].Close()
 	}
-	if err := h.Device.SetEventfds(vfio.MSIXIRQ, 0, evs...); err != nil {
+	if err := h.Device().SetEventfds(vfio.MSIXIRQ, 0, evs...); err != nil {
 		t.Fatal(err)
 	}
-	defer h.Device.DisableIRQ(vfio.MSIXIRQ)
+	defer h.Device().DisableIRQ(vfio.MSIXIRQ)
 	regs.Store32(ivar, ivarRxQ0Vector0)
 	regs.Store32(ims, rxq0)
 	if n, _ := evs[0].Wait(100 * time.Millisecond); n != 0 {

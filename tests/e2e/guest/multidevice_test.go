@@ -63,28 +63,28 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { h2.Close() })
-		if h2.Mapper != h1.Mapper || h2.Backend != h1.Backend {
-			t.Errorf("joined handle has mapper %p backend %v, want %p %v", h2.Mapper, h2.Backend, h1.Mapper, h1.Backend)
+		if h2.Mapper() != h1.Mapper() || h2.Backend() != h1.Backend() {
+			t.Errorf("joined handle has mapper %p backend %v, want %p %v", h2.Mapper(), h2.Backend(), h1.Mapper(), h1.Backend())
 		}
-		if h1.Group != nil && h1.Group.ID() == h2.Group.ID() {
-			t.Errorf("both edus report group %d; the profile puts them in separate groups", h1.Group.ID())
+		if h1.Group() != nil && h1.Group().ID() == h2.Group().ID() {
+			t.Errorf("both edus report group %d; the profile puts them in separate groups", h1.Group().ID())
 		}
-		if h1.Backend == vfio.Cdev && h1.DevID == h2.DevID {
-			t.Errorf("both devices got iommufd device id %d", h1.DevID)
+		if h1.Backend() == vfio.Cdev && h1.DevID() == h2.DevID() {
+			t.Errorf("both devices got iommufd device id %d", h1.DevID())
 		}
 		// A BAR mapping keeps the device open past its fd's Close: unmap
 		// on failure too (a second Close is harmless).
-		e1, err := edu.Open(h1.Device)
+		e1, err := edu.Open(h1.Device())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e1.Close() })
-		e2, err := edu.Open(h2.Device)
+		e2, err := edu.Open(h2.Device())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e2.Close() })
-		alloc, err := dma.NewAllocatorFor(h1.Mapper)
+		alloc, err := dma.NewAllocatorFor(h1.Mapper())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h1.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil { // the one Map
+		if err := h1.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil { // the one Map
 			t.Fatal(err)
 		}
 		for i, e := range []*edu.Edu{e1, e2} {
@@ -106,7 +106,7 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 				t.Fatalf("edu %s through the shared mapping: %v", addrs[i], err)
 			}
 		}
-		if err := h2.Mapper.Unmap(iova, 8192); err != nil { // unmapped through the other handle
+		if err := h2.Mapper().Unmap(iova, 8192); err != nil { // unmapped through the other handle
 			t.Fatal(err)
 		}
 		page := buf.Bytes()[4096 : 4096+64]
@@ -128,7 +128,7 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 		if err := h1.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := h2.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+		if err := h2.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 			t.Fatalf("map after the first handle closed: %v", err)
 		}
 		if err := e2.Roundtrip(buf, iova, 1000); err != nil {
@@ -138,7 +138,7 @@ func TestTwoDevicesOneAddressSpace(t *testing.T) {
 		if err := h2.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := h2.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err == nil {
+		if err := h2.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err == nil {
 			t.Error("map after both handles closed succeeded")
 		}
 		if open := kernel.Open(); len(open) > 0 {

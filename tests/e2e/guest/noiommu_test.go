@@ -72,11 +72,11 @@ func TestNoIOMMU(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			if !h.NoIOMMU || h.Mapper != nil {
-				t.Fatalf("handle NoIOMMU=%v Mapper=%v: want no Mapper in no-IOMMU mode", h.NoIOMMU, h.Mapper)
+			if !h.NoIOMMU() || h.Mapper() != nil {
+				t.Fatalf("handle NoIOMMU=%v Mapper=%v: want no Mapper in no-IOMMU mode", h.NoIOMMU(), h.Mapper())
 			}
-			if h.Container != nil && h.Container.IOMMU() != vfio.NoIOMMU {
-				t.Errorf("container model %v, want noiommu", h.Container.IOMMU())
+			if h.Container() != nil && h.Container().IOMMU() != vfio.NoIOMMU {
+				t.Errorf("container model %v, want noiommu", h.Container().IOMMU())
 			}
 			// Handed over, it stays a no-IOMMU handle with no Mapper.
 			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -94,11 +94,11 @@ func TestNoIOMMU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !r.NoIOMMU || r.Mapper != nil {
-				t.Errorf("received handle NoIOMMU=%v Mapper=%v, want a no-IOMMU handle with no Mapper", r.NoIOMMU, r.Mapper)
+			if !r.NoIOMMU() || r.Mapper() != nil {
+				t.Errorf("received handle NoIOMMU=%v Mapper=%v, want a no-IOMMU handle with no Mapper", r.NoIOMMU(), r.Mapper())
 			}
 			r.Close()
-			e, err := edu.Open(h.Device)
+			e, err := edu.Open(h.Device())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -233,7 +233,7 @@ func nvmeFatal(t *testing.T, m mode, irq bool) {
 	c, ns := openNVMe(t, m, &nvme.Options{Interrupts: irq, Timeout: time.Second})
 	buf, _ := c.TakeBuffer(4096)
 	h := c.Handle()
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		t.Fatal(err)
 	}

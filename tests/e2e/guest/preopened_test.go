@@ -71,7 +71,7 @@ func TestPreopenedFDs(t *testing.T) {
 // from the device; a masked INTx is held back until unmasked.
 func TestIRQMaskAndTrigger(t *testing.T) {
 	e := openEdu(t, modes[1]) // the type1v2 container: every kernel has it
-	dev := e.Handle.Device
+	dev := e.Handle.Device()
 	ev, err := vfio.CreateEventfd()
 	if err != nil {
 		t.Fatal(err)

@@ -89,14 +89,14 @@ func settle(t *testing.T, addr string) {
 // maps the first size bytes of its BAR0, unmapped when the test ends.
 func mapBAR0(t *testing.T, h *vfio.Handle, size uint64) (*vfio.Config, *vfio.MMIO) {
 	t.Helper()
-	cfg, err := h.Device.Config()
+	cfg, err := h.Device().Config()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.EnableBusMaster(); err != nil {
 		t.Fatal(err)
 	}
-	bar, err := h.Device.Region(vfio.BAR0Region)
+	bar, err := h.Device().Region(vfio.BAR0Region)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestHotResetNVMe(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer h.Close()
-		deps, err := h.Device.HotResetInfo()
+		deps, err := h.Device().HotResetInfo()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func TestHotResetNVMe(t *testing.T) {
 			t.Fatalf("hot reset info %+v, want only %s (alone behind its root port)", deps, addr)
 		}
 		cfg, regs := mapBAR0(t, h, 4096)
-		alloc, err := dma.NewAllocatorFor(h.Mapper)
+		alloc, err := dma.NewAllocatorFor(h.Mapper())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,10 +178,10 @@ func TestHotResetNVMe(t *testing.T) {
 		}
 		defer queues.Close()
 		iova, _ := alloc.Reserve(8192)
-		if err := h.Mapper.Map(iova, queues.Bytes(), dma.ReadWrite); err != nil {
+		if err := h.Mapper().Map(iova, queues.Bytes(), dma.ReadWrite); err != nil {
 			t.Fatal(err)
 		}
-		defer h.Mapper.Unmap(iova, 8192)
+		defer h.Mapper().Unmap(iova, 8192)
 
 		nvmeEnable(t, regs, iova)
 		before := [3]uint32{regs.Load32(nvmeCC), regs.Load32(nvmeCSTS), regs.Load32(nvmeAQA)}
@@ -262,7 +262,7 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	deps, err := h.Device.HotResetInfo()
+	deps, err := h.Device().HotResetInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,8 +270,8 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 	for _, d := range deps {
 		ids[d.Address()] = d.DevID
 	}
-	if len(deps) != 2 || ids[pair[0]] != h.DevID || ids[pair[1]] != 0 || !deps[0].DevIDSet {
-		t.Errorf("cdev hot reset info %+v: want %s as device id %d and %s owned through the group (0)", deps, pair[0], h.DevID, pair[1])
+	if len(deps) != 2 || ids[pair[0]] != h.DevID() || ids[pair[1]] != 0 || !deps[0].DevIDSet {
+		t.Errorf("cdev hot reset info %+v: want %s as device id %d and %s owned through the group (0)", deps, pair[0], h.DevID(), pair[1])
 	}
 	// The second device joins the iommufd, so its state can be set and
 	// read (both stay open: closing the last device of a bus lets
@@ -281,7 +281,7 @@ func hotResetSharedBusCdev(t *testing.T, pair []string) {
 		t.Fatal(err)
 	}
 	defer h2.Close()
-	observeBusReset(t, h.HotReset, h.Device, h2.Device)
+	observeBusReset(t, h.HotReset, h.Device(), h2.Device())
 }
 
 func hotResetSharedBusGroup(t *testing.T, pair []string) {
@@ -295,12 +295,12 @@ func hotResetSharedBusGroup(t *testing.T, pair []string) {
 		t.Fatal(err)
 	}
 	defer g2.Close()
-	armTestdev(t, g.Device)
-	expect(t, "group-path hot reset without the group fd", g.Device.HotReset(), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
-	if got := testdevState(t, g.Device); got == 0 {
+	armTestdev(t, g.Device())
+	expect(t, "group-path hot reset without the group fd", g.Device().HotReset(), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
+	if got := testdevState(t, g.Device()); got == 0 {
 		t.Errorf("the refused hot reset reset %s all the same", pair[0])
 	}
-	observeBusReset(t, g.HotReset, g.Device, g2.Device)
+	observeBusReset(t, g.HotReset, g.Device(), g2.Device())
 
 	edu := eduAddr(t)
 	e, err := vfio.Open(edu, &vfio.Options{Backend: vfio.Legacy})

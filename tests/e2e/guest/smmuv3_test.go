@@ -70,7 +70,7 @@ func TestSMMUv3(t *testing.T) {
 	}
 	forModes(t, func(t *testing.T, m mode) {
 		e := openEdu(t, m)
-		ranges, err := e.Mapper.IOVARanges()
+		ranges, err := e.Mapper().IOVARanges()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,17 +91,17 @@ func TestSMMUv3(t *testing.T) {
 		}
 		defer buf.Close()
 		for _, iova := range []uint64{msiStart - 8192, msiLast + 1} {
-			if err := e.Mapper.Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
+			if err := e.Mapper().Map(iova, buf.Bytes(), dma.ReadWrite); err != nil {
 				t.Fatalf("map at %#x, next to the MSI window: %v", iova, err)
 			}
 			if err := e.Roundtrip(buf, iova, 256); err != nil {
 				t.Fatalf("DMA through %#x: %v", iova, err)
 			}
-			if err := e.Mapper.Unmap(iova, 8192); err != nil {
+			if err := e.Mapper().Unmap(iova, 8192); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := e.Mapper.Map(msiStart, buf.Bytes(), dma.ReadWrite); err == nil {
+		if err := e.Mapper().Map(msiStart, buf.Bytes(), dma.ReadWrite); err == nil {
 			t.Errorf("%s: a map inside the MSI window succeeded", m.name)
 		}
 		t.Logf("%s: ranges %v", m.name, ranges)

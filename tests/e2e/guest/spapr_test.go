@@ -225,30 +225,30 @@ func TestSPAPR(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer h.Close()
-		if h.Backend != vfio.Legacy || h.Container.IOMMU() != vfio.SPAPRTCEv2 {
-			t.Fatalf("vfio.Open chose %s/%s, want legacy/spapr-tce-v2", h.Backend, h.Container.IOMMU())
+		if h.Backend() != vfio.Legacy || h.Container().IOMMU() != vfio.SPAPRTCEv2 {
+			t.Fatalf("vfio.Open chose %s/%s, want legacy/spapr-tce-v2", h.Backend(), h.Container().IOMMU())
 		}
-		e, err := edu.Open(h.Device)
+		e, err := edu.Open(h.Device())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer e.Close()
 		buf := alloc(t, 8192)
 		// Two IOVAs for one buffer's pages: one registration serves both.
-		if err := h.Mapper.Map(0x20000, buf.Bytes(), dma.ReadWrite); err != nil {
+		if err := h.Mapper().Map(0x20000, buf.Bytes(), dma.ReadWrite); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.Mapper.Map(0x40000, buf.Bytes()[:4096], dma.Read); err != nil {
+		if err := h.Mapper().Map(0x40000, buf.Bytes()[:4096], dma.Read); err != nil {
 			t.Fatal(err)
 		}
 		roundtrip(t, e, buf, 0x20000)
 		page := unsafe.Slice(&buf.Bytes()[0], os.Getpagesize())
-		if err := h.Mapper.Unmap(0x20000, uint64(buf.Len())); err != nil {
+		if err := h.Mapper().Unmap(0x20000, uint64(buf.Len())); err != nil {
 			t.Fatal(err)
 		}
 		// Still mapped at 0x40000: still registered (by the mapper).
 		wantErrno(t, "registering pages the mapper holds", spaprOf(t, h).RegisterMemory(page), unix.EBUSY, "already registered")
-		if err := h.Mapper.Unmap(0x40000, 4096); err != nil {
+		if err := h.Mapper().Unmap(0x40000, 4096); err != nil {
 			t.Fatal(err)
 		}
 		// The last unmap unregistered them: they register anew.
@@ -256,17 +256,17 @@ func TestSPAPR(t *testing.T) {
 			t.Fatalf("registering the pages after the mapper's last unmap: %v", err)
 		}
 		// Pages the caller registered are mapped as they are, and stay.
-		if err := h.Mapper.Map(0x20000, buf.Bytes(), dma.ReadWrite); err != nil {
+		if err := h.Mapper().Map(0x20000, buf.Bytes(), dma.ReadWrite); err != nil {
 			t.Fatal(err)
 		}
 		roundtrip(t, e, buf, 0x20000)
-		if err := h.Mapper.Unmap(0x20000, uint64(buf.Len())); err != nil {
+		if err := h.Mapper().Unmap(0x20000, uint64(buf.Len())); err != nil {
 			t.Fatal(err)
 		}
 		if err := spaprOf(t, h).UnregisterMemory(page); err != nil {
 			t.Fatalf("the caller's registration after the mapper's unmap: %v", err)
 		}
-		wantErrno(t, "unmapping what the mapper never mapped", h.Mapper.Unmap(0x80000, 4096), unix.ENOENT, "not inside any mapping")
+		wantErrno(t, "unmapping what the mapper never mapped", h.Mapper().Unmap(0x80000, 4096), unix.ENOENT, "not inside any mapping")
 	})
 
 	t.Run("v1", func(t *testing.T) {
@@ -494,7 +494,7 @@ func bothGroupsMap(t *testing.T, addrs []string, m mode, buf *dma.Buffer) (strin
 // spaprOf is the SPAPR side of h's container.
 func spaprOf(t *testing.T, h *vfio.Handle) *vfio.SPAPR {
 	t.Helper()
-	s, err := h.Container.SPAPR()
+	s, err := h.Container().SPAPR()
 	if err != nil {
 		t.Fatal(err)
 	}

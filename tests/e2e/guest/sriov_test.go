@@ -45,7 +45,7 @@ func TestSRIOV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Device.SetVFToken(token); err != nil {
+	if err := h.Device().SetVFToken(token); err != nil {
 		t.Fatal(err)
 	}
 	out := mustExit(t, 0, "sriov", pf, "2")
@@ -94,7 +94,7 @@ func TestSRIOV(t *testing.T) {
 			}
 		}
 	}
-	deps, err := h.Device.HotResetInfo()
+	deps, err := h.Device().HotResetInfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestSRIOV(t *testing.T) {
 		}
 	}
 	expect(t, "hot reset of the PF with its VFs not open", h.HotReset(), unix.EPERM, append(d.VirtFns, "not open here")...)
-	expect(t, "the kernel's hot reset of the PF given only its group", h.Device.HotReset(h.Group), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
+	expect(t, "the kernel's hot reset of the PF given only its group", h.Device().HotReset(h.Group()), unix.EINVAL, "VFIO_DEVICE_PCI_HOT_RESET")
 
 	wrong, _ := vfio.RandomVFToken()
 	for _, m := range modes[:5] { // the group modes
@@ -123,8 +123,8 @@ func TestSRIOV(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer v.Close()
-			if !v.Device.Info().PCI() || v.Device.Info().NumRegions == 0 {
-				t.Errorf("VF opened with the token: info %+v", v.Device.Info())
+			if !v.Device().Info().PCI() || v.Device().Info().NumRegions == 0 {
+				t.Errorf("VF opened with the token: info %+v", v.Device().Info())
 			}
 		})
 	}
@@ -159,7 +159,7 @@ func TestSRIOV(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	expect(t, "VF token on edu", e.Device.SetVFToken(token), nil, "no VF token", "enable_sriov")
+	expect(t, "VF token on edu", e.Device().SetVFToken(token), nil, "no VF token", "enable_sriov")
 	if out := mustExit(t, 0, "sriov", pf, "0"); !strings.Contains(out, "0 of 2 VFs") {
 		t.Errorf("vfioctl sriov %s 0: %s", pf, out)
 	}

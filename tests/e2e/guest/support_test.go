@@ -118,7 +118,7 @@ func TestBackendsByKernel(t *testing.T) {
 	case offered(t, vfio.GroupIOMMUFD):
 		want = vfio.GroupIOMMUFD
 	}
-	if h.Backend != want {
-		t.Errorf("the default backend is %s, want %s on this kernel", h.Backend, want)
+	if h.Backend() != want {
+		t.Errorf("the default backend is %s, want %s on this kernel", h.Backend(), want)
 	}
 }
