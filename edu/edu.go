@@ -79,37 +79,31 @@ func Open(d *vfio.Device) (*Edu, error) {
 }
 
 // Load32 reads a 32-bit register.
-func (e *Edu) Load32(off uintptr) uint32 {
-	if v := e.BAR.Load32(off); e.BigEndian {
-		return bits.ReverseBytes32(v)
-	} else {
-		return v
-	}
-}
+func (e *Edu) Load32(off uintptr) uint32 { return e.order32(e.BAR.Load32(off)) }
 
 // Store32 writes a 32-bit register.
-func (e *Edu) Store32(off uintptr, v uint32) {
-	if e.BigEndian {
-		v = bits.ReverseBytes32(v)
-	}
-	e.BAR.Store32(off, v)
-}
+func (e *Edu) Store32(off uintptr, v uint32) { e.BAR.Store32(off, e.order32(v)) }
 
 // Load64 reads a 64-bit register.
-func (e *Edu) Load64(off uintptr) uint64 {
-	if v := e.BAR.Load64(off); e.BigEndian {
-		return bits.ReverseBytes64(v)
-	} else {
-		return v
-	}
-}
+func (e *Edu) Load64(off uintptr) uint64 { return e.order64(e.BAR.Load64(off)) }
 
 // Store64 writes a 64-bit register.
-func (e *Edu) Store64(off uintptr, v uint64) {
+func (e *Edu) Store64(off uintptr, v uint64) { e.BAR.Store64(off, e.order64(v)) }
+
+// order32 and order64 turn a register value between the device's byte
+// order (little endian) and the CPU's: a swap is its own inverse.
+func (e *Edu) order32(v uint32) uint32 {
 	if e.BigEndian {
-		v = bits.ReverseBytes64(v)
+		return bits.ReverseBytes32(v)
 	}
-	e.BAR.Store64(off, v)
+	return v
+}
+
+func (e *Edu) order64(v uint64) uint64 {
+	if e.BigEndian {
+		return bits.ReverseBytes64(v)
+	}
+	return v
 }
 
 // Close unmaps BAR0 (the device stays open).

@@ -3,7 +3,6 @@ package vfio
 import (
 	"fmt"
 
-	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/ioasid"
 )
 
@@ -12,8 +11,7 @@ import (
 // no container.
 type cdevBackend struct {
 	noIOMMU bool
-	fd      *ioasid.FD
-	ioas    *ioasid.IOAS
+	iommufdSpace
 }
 
 func (b *cdevBackend) open(h *Handle, bdf string, o *Options) error {
@@ -49,13 +47,6 @@ func (b *cdevBackend) open(h *Handle, bdf string, o *Options) error {
 	return err
 }
 
-func (b *cdevBackend) mapper() dma.Mapper {
-	if b.ioas == nil {
-		return nil
-	}
-	return b.ioas
-}
-
 func (b *cdevBackend) expose(h *Handle) { h.iommufd, h.ioas = b.fd, b.ioas }
 
 // hotReset proves ownership the cdev way (Linux 6.6): every dependent must
@@ -83,17 +74,6 @@ func (b *cdevBackend) describe(hdr *handoff, add func(string, duper)) {
 }
 
 func (b *cdevBackend) release(*Handle) []error { return nil }
-
-func (b *cdevBackend) close() []error {
-	var errs []error
-	if b.ioas != nil {
-		errs = append(errs, b.ioas.Close())
-	}
-	if b.fd != nil {
-		errs = append(errs, b.fd.Close())
-	}
-	return errs
-}
 
 // receive rebuilds the backend from an iommufd another process set up,
 // its device attached to the IOAS ioas there.

@@ -1,7 +1,6 @@
 package vfio
 
 import (
-	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/ioasid"
 )
 
@@ -9,9 +8,8 @@ import (
 // place of a container (Linux 6.2); mappings go to the iommufd's compat
 // IOAS.
 type groupIOMMUFDBackend struct {
-	noIOMMU bool
-	fd      *ioasid.FD
-	ioas    *ioasid.IOAS // the compat IOAS, borrowed
+	noIOMMU      bool
+	iommufdSpace // its IOAS is the compat IOAS, borrowed
 	groupSet
 }
 
@@ -34,13 +32,6 @@ func (b *groupIOMMUFDBackend) open(h *Handle, bdf string, o *Options) error {
 	return err
 }
 
-func (b *groupIOMMUFDBackend) mapper() dma.Mapper {
-	if b.ioas == nil {
-		return nil
-	}
-	return b.ioas
-}
-
 func (b *groupIOMMUFDBackend) expose(h *Handle) {
 	h.group, h.iommufd, h.ioas = b.group(h), b.fd, b.ioas
 }
@@ -49,17 +40,6 @@ func (b *groupIOMMUFDBackend) describe(hdr *handoff, add func(string, duper)) {
 	if b.fd != nil {
 		add("iommufd", b.fd)
 	}
-}
-
-func (b *groupIOMMUFDBackend) close() []error {
-	var errs []error
-	if b.ioas != nil {
-		errs = append(errs, b.ioas.Close())
-	}
-	if b.fd != nil {
-		errs = append(errs, b.fd.Close())
-	}
-	return errs
 }
 
 // receive rebuilds the backend from an iommufd another process set up.

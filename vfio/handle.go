@@ -267,6 +267,31 @@ func deviceGroup(bdf string) (int, error) {
 	return n, nil
 }
 
+// iommufdSpace is what the iommufd backends (GroupIOMMUFD, Cdev) hold: the
+// iommufd, and the IOAS their Mapper maps into (none in no-IOMMU mode).
+type iommufdSpace struct {
+	fd   *ioasid.FD
+	ioas *ioasid.IOAS
+}
+
+func (s *iommufdSpace) mapper() dma.Mapper {
+	if s.ioas == nil {
+		return nil
+	}
+	return s.ioas
+}
+
+func (s *iommufdSpace) close() []error {
+	var errs []error
+	if s.ioas != nil {
+		errs = append(errs, s.ioas.Close())
+	}
+	if s.fd != nil {
+		errs = append(errs, s.fd.Close())
+	}
+	return errs
+}
+
 // openIOMMUFD opens /dev/iommu for a new space, with the accounting mode
 // asked for (which the kernel accepts only before any object exists).
 func openIOMMUFD(perProcess bool) (*ioasid.FD, error) {
