@@ -10,10 +10,36 @@ import (
 type HWInfo struct {
 	Type         uint32 // uapi.IOMMU_HW_INFO_TYPE_*
 	Capabilities uint64 // uapi.IOMMU_HW_CAP_* (e.g. dirty tracking)
-	VTD          *uapi.IommuHwInfoVtd
-	ARMSMMUv3    *uapi.IommuHwInfoArmSmmuv3
-	AMD          *uapi.IommuHwInfoAmd
-	Raw          []byte
+	// The IOMMU's registers, by type; nil for the other types, or when
+	// the kernel returned less than the type's data.
+	VTD       *VTDInfo
+	ARMSMMUv3 *SMMUv3Info
+	AMD       *AMDInfo
+	Raw       []byte // the data as the kernel returned it
+}
+
+// VTDInfo is Intel VT-d's hardware info (struct iommu_hw_info_vtd): the
+// capability and extended capability registers, decoded by the VT-d
+// specification.
+type VTDInfo struct {
+	Flags   uint32
+	CapReg  uint64
+	EcapReg uint64
+}
+
+// SMMUv3Info is an ARM SMMUv3's hardware info (struct
+// iommu_hw_info_arm_smmuv3, Linux 6.14): its ID registers.
+type SMMUv3Info struct {
+	Flags uint32
+	IDR   [6]uint32
+	IIDR  uint32
+	AIDR  uint32
+}
+
+// AMDInfo is an AMD IOMMU's hardware info (struct iommu_hw_info_amd, Linux
+// 6.17): the extended feature registers.
+type AMDInfo struct {
+	EFR, EFR2 uint64
 }
 
 // TypeName names the IOMMU type.
@@ -49,11 +75,17 @@ func (f *FD) HWInfo(devID uint32) (*HWInfo, error) {
 	h := &HWInfo{Type: q.OutDataType, Capabilities: q.OutCapabilities, Raw: buf[:q.DataLen]}
 	switch h.Type {
 	case uapi.IOMMU_HW_INFO_TYPE_INTEL_VTD:
-		h.VTD, _ = uapi.Decode[uapi.IommuHwInfoVtd](h.Raw) // nil when the kernel returned less
+		if r, err := uapi.Decode[uapi.IommuHwInfoVtd](h.Raw); err == nil { // an error when the kernel returned less
+			h.VTD = &VTDInfo{Flags: r.Flags, CapReg: r.CapReg, EcapReg: r.EcapReg}
+		}
 	case uapi.IOMMU_HW_INFO_TYPE_ARM_SMMUV3:
-		h.ARMSMMUv3, _ = uapi.Decode[uapi.IommuHwInfoArmSmmuv3](h.Raw)
+		if r, err := uapi.Decode[uapi.IommuHwInfoArmSmmuv3](h.Raw); err == nil {
+			h.ARMSMMUv3 = &SMMUv3Info{Flags: r.Flags, IDR: r.Idr, IIDR: r.Iidr, AIDR: r.Aidr}
+		}
 	case uapi.IOMMU_HW_INFO_TYPE_AMD:
-		h.AMD, _ = uapi.Decode[uapi.IommuHwInfoAmd](h.Raw)
+		if r, err := uapi.Decode[uapi.IommuHwInfoAmd](h.Raw); err == nil {
+			h.AMD = &AMDInfo{EFR: r.Efr, EFR2: r.Efr2}
+		}
 	}
 	return h, nil
 }
