@@ -11,12 +11,12 @@ _vfioctl() {
 	for w in "${words[@]:1}"; do
 		[[ $w == -* ]] && continue
 		case "$path $w" in
-		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
+		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" mdev"|" mdev types"|" mdev list"|" mdev create"|" mdev remove"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
 		esac
 	done
 	local cmds="" flags="" addrs=""
 	case $path in
-	"") cmds="list groups bind unbind restore info dma-test reset sriov nvme persist cdi doctor completion man" flags="--help --verbose -h -v" ;;
+	"") cmds="list groups bind unbind restore info dma-test reset sriov mdev nvme persist cdi doctor completion man" flags="--help --verbose -h -v" ;;
 	" list") cmds="" flags="--class --json --help" ;;
 	" groups") cmds="" flags="--json --help" ;;
 	" bind") cmds="" flags="--force --group --json --noiommu --owner --persist --timeout --help" addrs=1 ;;
@@ -26,6 +26,11 @@ _vfioctl() {
 	" dma-test") cmds="" flags="--backend --json --size --help" addrs=1 ;;
 	" reset") cmds="" flags="--backend --hot --help" addrs=1 ;;
 	" sriov") cmds="" flags="--json --timeout --help" addrs=1 ;;
+	" mdev") cmds="types list create remove" flags="--help" ;;
+	" mdev types") cmds="" flags="--json --help" ;;
+	" mdev list") cmds="" flags="--json --help" ;;
+	" mdev create") cmds="" flags="--json --uuid --help" ;;
+	" mdev remove") cmds="" flags="--help" ;;
 	" nvme") cmds="identify read write bench" flags="--help" ;;
 	" nvme identify") cmds="" flags="--backend --json --nsid --help" addrs=1 ;;
 	" nvme read") cmds="" flags="--backend --blocks --lba --nsid --output -o --help" addrs=1 ;;

@@ -10,7 +10,7 @@ function __vfioctl_path
 	end
 	echo "$path"
 end
-set -g __vfioctl_paths ' list' ' groups' ' bind' ' unbind' ' restore' ' info' ' dma-test' ' reset' ' sriov' ' nvme' ' nvme identify' ' nvme read' ' nvme write' ' nvme bench' ' persist' ' persist list' ' persist apply' ' persist install' ' cdi' ' cdi generate' ' cdi list' ' doctor' ' completion' ' man'
+set -g __vfioctl_paths ' list' ' groups' ' bind' ' unbind' ' restore' ' info' ' dma-test' ' reset' ' sriov' ' mdev' ' mdev types' ' mdev list' ' mdev create' ' mdev remove' ' nvme' ' nvme identify' ' nvme read' ' nvme write' ' nvme bench' ' persist' ' persist list' ' persist apply' ' persist install' ' cdi' ' cdi generate' ' cdi list' ' doctor' ' completion' ' man'
 complete -c vfioctl -f
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a list -d 'list PCI devices with driver and IOMMU group (like lspci -nnk)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a groups -d 'list IOMMU groups: members, and whether VFIO can use the group (viable) or which device blocks it'
@@ -21,6 +21,7 @@ complete -c vfioctl -n "test (__vfioctl_path) = ''" -a info -d 'show a bound dev
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a dma-test -d 'map a buffer for a bound device through a backend, report the IOVA space; with QEMU\'s edu, DMA through it'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a reset -d 'reset a bound device (function-level reset via VFIO; --hot for a PCI bus/slot reset)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a sriov -d 'show or set the number of SR-IOV virtual functions of a physical function'
+complete -c vfioctl -n "test (__vfioctl_path) = ''" -a mdev -d 'list, create and remove mediated devices (as mdevctl does)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a nvme -d 'drive an NVMe controller bound to vfio-pci from user space (identify, read, write, bench)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a persist -d 'bindings kept across reboots (bind --persist, unbind --persist)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a cdi -d 'describe VFIO devices to container runtimes (Container Device Interface specs)'
@@ -69,6 +70,19 @@ complete -c vfioctl -n "test (__vfioctl_path) = ' sriov'" -l json -d 'print JSON
 complete -c vfioctl -n "test (__vfioctl_path) = ' sriov'" -l timeout -d 'how long to wait for the VFs' -r
 complete -c vfioctl -n "test (__vfioctl_path) = ' sriov'" -l help -s h -d 'show help'
 complete -c vfioctl -n "test (__vfioctl_path) = ' sriov'" -a '(path basename /sys/bus/pci/devices/*)'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev'" -a types -d 'the parents that offer mediated devices and their types'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev'" -a list -d 'the mediated devices'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev'" -a create -d 'create a mediated device'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev'" -a remove -d 'remove a mediated device'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev types'" -l json -d 'print JSON for scripts instead of text'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev types'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev list'" -l json -d 'print JSON for scripts instead of text'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev list'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l json -d 'print JSON for scripts instead of text'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l uuid -d 'its UUID (default: a random one)' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' mdev remove'" -l help -s h -d 'show help'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a identify -d 'Identify Controller and the namespace'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a read -d 'read blocks to a file or stdout'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a write -d 'write a file or stdin (whole blocks) at a block'

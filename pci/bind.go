@@ -382,13 +382,16 @@ func Unbind(addr string) (string, error) {
 
 // Holders lists processes with the device's VFIO group node or cdev open
 // (a scan of /proc/*/fd).
-func Holders(d *Device) []Holder {
+func Holders(d *Device) []Holder { return HoldersOf(d.VFIOGroup, d.VFIOCdev) }
+
+// HoldersOf lists processes with any of paths open ("" entries are
+// skipped), by a scan of /proc/*/fd.
+func HoldersOf(paths ...string) []Holder {
 	want := map[string]bool{}
-	if d.VFIOGroup != "" {
-		want[d.VFIOGroup] = true
-	}
-	if d.VFIOCdev != "" {
-		want[d.VFIOCdev] = true
+	for _, p := range paths {
+		if p != "" {
+			want[p] = true
+		}
 	}
 	if len(want) == 0 {
 		return nil

@@ -11,7 +11,7 @@ import (
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
-// CdevPath is the VFIO char device of a PCI device (/dev/vfio/devices/vfioN,
+// CdevPath is the VFIO char device of a PCI device or mdev (/dev/vfio/devices/vfioN,
 // Linux 6.6 with VFIO_DEVICE_CDEV), found through sysfs. A device that is
 // not bound to vfio-pci has none, and the error says so; a bound device
 // without one means the kernel lacks the feature (ErrNotSupported).
@@ -20,7 +20,14 @@ func CdevPath(bdf string) (string, error) {
 		return "/dev/vfio/devices/" + n, nil
 	}
 	if !sysfs.Exists(bdf) {
-		return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "no such PCI device")
+		return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "no such PCI device or mdev")
+	}
+	if sysfs.IsMdevName(bdf) {
+		if sysfs.Driver(bdf) == "" {
+			return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "the mdev is bound to no driver")
+		}
+		return "", &vfioerr.NotSupportedError{Feature: "VFIO device cdev for the mdev " + bdf, Version: "6.6",
+			Reason: "the mdev has no vfio-dev node: the kernel lacks CONFIG_VFIO_DEVICE_CDEV"}
 	}
 	if drv := sysfs.Driver(bdf); !sysfs.IsVFIODriver(drv) {
 		return "", kernel.Call{Op: "find VFIO cdev", Object: bdf}.Refuse(unix.ENODEV, "the device is bound to "+driverName(drv)+", not vfio-pci")

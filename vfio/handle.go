@@ -103,8 +103,11 @@ func newBackend(b Backend, noIOMMU bool) (backend, error) {
 	return nil, fmt.Errorf("unknown backend %s", b)
 }
 
-// Open opens the PCI device bdf (bound to vfio-pci) through the chosen
-// backend: into a fresh IOMMU context with nothing mapped, or, with
+// Open opens the device named bdf through the chosen backend: a PCI
+// function bound to vfio-pci, by its address, or a mediated device, by its
+// UUID (package mdev makes them; each is alone in a group of its own and
+// has its own cdev, and reaches an IOAS through iommufd's emulated access
+// path). It opens the device into a fresh IOMMU context with nothing mapped, or, with
 // opts.Join, into the context of an open Handle. Options that mean nothing
 // for the backend are refused (EINVAL) before anything is opened.
 func Open(bdf string, opts *Options) (*Handle, error) {

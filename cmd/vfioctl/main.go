@@ -96,7 +96,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(), manCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), mdevCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(), manCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {
@@ -133,7 +133,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue), errors.Is(err, pci.ErrNoDevice), errors.Is(err, nvme.ErrBadRequest):
 		return exitUsage
-	case errors.As(err, &unsafeErr), errors.Is(err, vfioerr.ErrGroupNotViable), errors.Is(err, vfioerr.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
+	case errors.As(err, &unsafeErr), errors.Is(err, vfioerr.ErrGroupNotViable), errors.Is(err, pci.ErrNoIOMMU):
 		return exitRefused
 	case errors.Is(err, vfioerr.ErrNotSupported), errors.Is(err, cdi.ErrNoIOMMUFD):
 		return exitUnsupported

@@ -6,6 +6,7 @@ package sysfs
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +17,24 @@ import (
 // Root is the sysfs mount; tests point it at a fake tree.
 var Root = "/sys"
 
-// GroupDevices lists the PCI addresses in IOMMU group n.
+// uuidForm is how an mdev is named: a lowercase UUID.
+var uuidForm = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// IsMdevName reports whether name is a mediated device's (a UUID) rather
+// than a PCI address.
+func IsMdevName(name string) bool { return uuidForm.MatchString(name) }
+
+// devDir is a device's sysfs directory: an mdev's by its UUID
+// (/sys/bus/mdev/devices/UUID), else a PCI function's by its address. The
+// functions below take either name.
+func devDir(name string) string {
+	if IsMdevName(name) {
+		return filepath.Join(Root, "bus", "mdev", "devices", name)
+	}
+	return filepath.Join(Root, "bus", "pci", "devices", name)
+}
+
+// GroupDevices lists the devices in IOMMU group n (PCI addresses, mdev UUIDs).
 func GroupDevices(n int) ([]string, error) {
 	ents, err := os.ReadDir(filepath.Join(Root, "kernel", "iommu_groups", strconv.Itoa(n), "devices"))
 	if err != nil {
@@ -32,7 +50,7 @@ func GroupDevices(n int) ([]string, error) {
 
 // Driver is the driver bound to a PCI device, "" when none.
 func Driver(bdf string) string {
-	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "driver"))
+	l, err := os.Readlink(filepath.Join(devDir(bdf), "driver"))
 	if err != nil {
 		return ""
 	}
@@ -41,7 +59,7 @@ func Driver(bdf string) string {
 
 // Class is the PCI class code (e.g. 0x060400 for a PCI bridge).
 func Class(bdf string) uint32 {
-	b, err := os.ReadFile(filepath.Join(Root, "bus", "pci", "devices", bdf, "class"))
+	b, err := os.ReadFile(filepath.Join(devDir(bdf), "class"))
 	if err != nil {
 		return 0
 	}
@@ -59,7 +77,7 @@ func IsVFIODriver(drv string) bool { return drv == "vfio-pci" || strings.HasSuff
 
 // Exists reports whether a PCI device is present.
 func Exists(bdf string) bool {
-	_, err := os.Stat(filepath.Join(Root, "bus", "pci", "devices", bdf))
+	_, err := os.Stat(devDir(bdf))
 	return err == nil
 }
 
@@ -74,6 +92,9 @@ func GroupBlockers(n int) ([]vfioerr.Blocker, error) {
 	}
 	var out []vfioerr.Blocker
 	for _, d := range devs {
+		if IsMdevName(d) {
+			continue // an mdev's group is its own, made by VFIO for it
+		}
 		if drv := Driver(d); !ViableDriver(drv) && !IsBridge(Class(d)) {
 			out = append(out, vfioerr.Blocker{Device: d, Driver: drv})
 		}
@@ -83,7 +104,7 @@ func GroupBlockers(n int) ([]vfioerr.Blocker, error) {
 
 // DeviceGroup is the IOMMU group number of a PCI device.
 func DeviceGroup(bdf string) (int, error) {
-	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "iommu_group"))
+	l, err := os.Readlink(filepath.Join(devDir(bdf), "iommu_group"))
 	if err != nil {
 		return -1, err
 	}
@@ -94,7 +115,7 @@ func DeviceGroup(bdf string) (int, error) {
 // /dev/vfio/devices, or "" when it has none. A vfio-dev entry without a
 // device number (a no-IOMMU device on Linux 6.12) has no node.
 func DeviceCdev(bdf string) string {
-	dir := filepath.Join(Root, "bus", "pci", "devices", bdf, "vfio-dev")
+	dir := filepath.Join(devDir(bdf), "vfio-dev")
 	ents, err := os.ReadDir(dir)
 	if err != nil || len(ents) == 0 {
 		return ""
@@ -118,7 +139,19 @@ func GroupNode(n int) string {
 // no IOMMU (vfio.enable_unsafe_noiommu_mode): its name is vfio-noiommu.
 func NoIOMMUGroup(n int) bool {
 	b, err := os.ReadFile(filepath.Join(Root, "kernel", "iommu_groups", strconv.Itoa(n), "name"))
-	return err == nil && strings.TrimSpace(string(b)) == "vfio-noiommu"
+	if err != nil || strings.TrimSpace(string(b)) != "vfio-noiommu" {
+		return false
+	}
+	// VFIO names the groups it makes for emulated devices (mdevs) the
+	// same (Linux 6.12, vfio_noiommu_group_alloc); those translate
+	// through their parent, and their node is /dev/vfio/N.
+	devs, _ := GroupDevices(n)
+	for _, d := range devs {
+		if IsMdevName(d) {
+			return false
+		}
+	}
+	return true
 }
 
 // NoIOMMUDevice reports whether a PCI device is in a no-IOMMU group.
@@ -153,7 +186,7 @@ func NoIOMMUEnabled() bool {
 // PhysFn is the physical function of an SR-IOV virtual function, "" for a
 // device that is not one.
 func PhysFn(bdf string) string {
-	l, err := os.Readlink(filepath.Join(Root, "bus", "pci", "devices", bdf, "physfn"))
+	l, err := os.Readlink(filepath.Join(devDir(bdf), "physfn"))
 	if err != nil {
 		return ""
 	}
@@ -163,6 +196,6 @@ func PhysFn(bdf string) string {
 // IsPF reports whether a PCI device is an SR-IOV physical function (it has
 // sriov_totalvfs).
 func IsPF(bdf string) bool {
-	_, err := os.Stat(filepath.Join(Root, "bus", "pci", "devices", bdf, "sriov_totalvfs"))
+	_, err := os.Stat(filepath.Join(devDir(bdf), "sriov_totalvfs"))
 	return err == nil
 }

@@ -86,8 +86,11 @@ func TestVM(t *testing.T) {
 			continue
 		}
 		run := "^TestNoIOMMU$"
+		env := []string{"VFIOCTL_EXPECT_NOIOMMU=1"}
 		if k == qemu.MockKernel {
-			run = "^(TestNoIOMMU|TestMock.*)$"
+			// The mock kernel also carries the mdev samples (mtty).
+			run = "^(TestNoIOMMU|TestMock.*|TestMdev)$"
+			env = append(env, "VFIOCTL_EXPECT_MDEV=1")
 		}
 		t.Run(k+"/noiommu", func(t *testing.T) {
 			qemu.Run(t, qemu.Spec{
@@ -96,7 +99,7 @@ func TestVM(t *testing.T) {
 				Packages: []string{"./tests/e2e/guest"},
 				TestArgs: []string{"-test.run=" + run},
 				Builds:   map[string]string{"bin/vfioctl": "./cmd/vfioctl"},
-				Env:      []string{"VFIOCTL_EXPECT_NOIOMMU=1"},
+				Env:      env,
 				Timeout:  3 * time.Minute,
 			})
 		})
