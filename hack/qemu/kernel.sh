@@ -12,7 +12,8 @@
 #               cross-built: powerpc tinyconfig + kernel/ppc64le.config; prints
 #               the path of its vmlinux (what QEMU's -kernel loads there)
 #   linux61     Linux 6.1 (no iommufd: 6.2; no device cdev: 6.6): base.config
-#               without the options kernel/linux61.absent names, every other one checked
+#               without the options kernel/linux61.absent names, every other one
+#               checked, + kernel/linux61.config (modules, for the mdev samples)
 #   headers     the sanitized uapi headers of the 6.12 tree (prints the include dir)
 #   source      the unpacked 6.12 source tree (prints its directory)
 #
@@ -21,7 +22,8 @@
 # fragments and recipe, see key), so a second run returns in well under a
 # second and changing one variant rebuilds only that one. The cache
 # is shared by every run on the machine: a lock makes a second kernel.sh wait
-# for the first instead of building in (or deleting) the same tree. The
+# for the first instead of building in (or deleting) the same tree, while
+# one whose kernels are all cached reads them without waiting. The
 # sources are Debian's linux-source-6.12 and linux-source-6.1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,11 +34,21 @@ log() { printf 'kernel.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 mkdir -p "$cache"
-exec 9>>"$cache/lock"
-if ! flock -n 9; then
-	log "waiting for another kernel.sh to release $cache/lock"
-	flock 9
-fi
+
+# lock: take the cache's lock before changing anything in it (unpacking,
+# building); held until exit. What is already built is read without it
+# (every output appears by rename), so a run that finds its kernels cached
+# never waits for another run's build.
+locked=
+lock() {
+	[ -z "$locked" ] || return 0
+	exec 9>>"$cache/lock"
+	if ! flock -n 9; then
+		log "waiting for another kernel.sh to release $cache/lock"
+		flock 9
+	fi
+	locked=1
+}
 
 # source SERIES: unpack Debian's linux-source-SERIES once; sets srcdir and kver.
 source_tree() {
@@ -44,6 +56,7 @@ source_tree() {
 	tarball=$(ls /usr/src/linux-source-"$1".tar.* 2>/dev/null | head -n1 || true)
 	[ -n "$tarball" ] || die "no /usr/src/linux-source-$1.tar.*: apt-get install linux-source-$1"
 	srcdir=$cache/src/$(basename "$tarball" | sed 's/\.tar\..*//')
+	[ -f "$srcdir/.unpacked" ] || lock
 	if [ ! -f "$srcdir/.unpacked" ]; then
 		log "unpacking $tarball"
 		rm -rf "$srcdir" && mkdir -p "$cache/src"
@@ -98,7 +111,7 @@ recipe_linux61() {
 	rm -rf "$1" && mkdir -p "$1"
 	make -s -C "$srcdir" O="$1" tinyconfig >/dev/null
 	grep -v -x -f <(sed 's/$/=.*/' "$here/kernel/linux61.absent" | grep -v '^#') "$here/kernel/base.config" >"$1/fragment.config"
-	apply "$1" "$1/fragment.config"
+	apply "$1" "$1/fragment.config" "$here/kernel/linux61.config"
 }
 # Variants on top of legacy start from its build tree, so only what the
 # config change touches is rebuilt (tens of seconds, not a full build).
@@ -135,6 +148,16 @@ compile() {
 	make -s -C "$srcdir" O="$1" -j"$jobs" bzImage >"$1/build.log" 2>&1
 }
 
+# modules DIR OUT: a kernel with module support (linux61 only) builds its
+# modules and keeps every .ko in OUT/modules, where the e2e harness
+# finds them and packs them for the guest's init to load.
+modules() {
+	grep -q '^CONFIG_MODULES=y' "$1/.config" || return 0
+	make -s -C "$srcdir" O="$1" -j"$jobs" modules >>"$1/build.log" 2>&1 || return 1
+	rm -rf "$2/modules" && mkdir -p "$2/modules"
+	find "$1" -name '*.ko' -exec cp {} "$2/modules/" \;
+}
+
 # cross VARIANT: the ARCH, CROSS_COMPILE and image of a cross-built variant
 # (nothing for the x86 ones).
 cross() {
@@ -157,7 +180,7 @@ cross() {
 key() {
 	local files=("$here/kernel/base.config") fns=(apply compile "recipe_$1")
 	case $1 in
-	linux61) files+=("$here/kernel/linux61.absent") ;;
+	linux61) files+=("$here/kernel/linux61.absent" "$here/kernel/linux61.config"); fns+=(modules) ;;
 	arm64 | ppc64le) files=("$here/kernel/$1.config"); fns=(apply compile_cross cross "recipe_$1") ;;
 	compat | iommufdtest | bench) files+=("$here/kernel/$1.config"); fns+=(from_legacy recipe_legacy) ;;
 	esac
@@ -171,6 +194,7 @@ build() {
 	case $variant in linux61) source_tree 6.1 ;; *) source_tree 6.12 ;; esac
 	local out=$cache/kernels/$kver-$variant-$(key "$variant")
 	cross "$variant"
+	[ -f "$out/$image" ] || lock # and look again: the run that held it may have built it
 	if [ -f "$out/$image" ]; then echo "$variant $out/$image"; return; fi
 	local t0=$SECONDS
 	"recipe_$variant" "$dir"
@@ -178,6 +202,7 @@ build() {
 	if [ "$image" = bzImage ]; then compile "$dir"; else compile_cross "$dir"; fi ||
 		{ tail -n 40 "$dir/build.log" >&2; die "build of $variant failed; log: $dir/build.log"; }
 	mkdir -p "$out"
+	modules "$dir" "$out" || { tail -n 40 "$dir/build.log" >&2; die "modules of $variant failed; log: $dir/build.log"; }
 	cp "$dir/.config" "$out/config"
 	cp "$dir/$image_path" "$out/$image.tmp" && mv "$out/$image.tmp" "$out/$image"
 	log "built $variant in $((SECONDS - t0)) s"
@@ -192,6 +217,7 @@ headers() {
 	source_tree 6.12
 	cross headers
 	local inc=$cache/headers/$kver-host
+	[ -f "$inc/.done" ] || lock
 	if [ ! -f "$inc/.done" ]; then
 		rm -rf "$inc"
 		make -s -C "$srcdir" O="$cache/build/headers" INSTALL_HDR_PATH="$inc" headers_install >&2
