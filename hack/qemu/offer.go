@@ -74,3 +74,33 @@ func Offers(cfg map[string]string, p Profile, withoutProfileCmdline bool) []stri
 	}
 	return out
 }
+
+// MdevEnv names, in every guest command's environment, the sample mdev
+// parents the boot's kernel carries (comma-separated: mtty, mdpy,
+// mbochs), from CONFIG_SAMPLE_VFIO_MDEV_* (built in, or modules the
+// guest's init loads: Linux 6.1 builds them only as modules). A guest test of mediated
+// devices fails when a listed parent is missing and skips only when the
+// list is empty.
+const MdevEnv = "VFIOCTL_EXPECT_MDEV"
+
+// RuntimePMEnv is "1" in every guest command's environment when the boot's
+// kernel has runtime power management (CONFIG_PM): VFIO's low-power
+// features then move a device to D3hot; without it they change nothing.
+const RuntimePMEnv = "VFIOCTL_EXPECT_RUNTIME_PM"
+
+// Features is the rest of a boot's manifest, read from its kernel's
+// configuration like Offers: the environment entries MdevEnv and
+// RuntimePMEnv.
+func Features(cfg map[string]string) []string {
+	var parents []string
+	for _, p := range []string{"mtty", "mdpy", "mbochs"} {
+		if v := cfg["CONFIG_SAMPLE_VFIO_MDEV_"+strings.ToUpper(p)]; v == "y" || v == "m" { // m: loaded by the guest's init
+			parents = append(parents, p)
+		}
+	}
+	pm := ""
+	if cfg["CONFIG_PM"] == "y" {
+		pm = "1"
+	}
+	return []string{MdevEnv + "=" + strings.Join(parents, ","), RuntimePMEnv + "=" + pm}
+}

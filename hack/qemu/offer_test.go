@@ -9,29 +9,33 @@ import (
 )
 
 // fragments layers kernel.sh's config fragments as its recipes do (a later
-// fragment overrides an earlier one; "=n" reads as not set) and drops the
-// options a list names, as the linux61 recipe drops what 6.1 lacks.
+// fragment overrides an earlier one; "=n" reads as not set), dropping from
+// the first the options a list names, as the linux61 recipe drops from
+// base.config what 6.1 lacks.
 func fragments(t *testing.T, absent string, names ...string) map[string]string {
 	t.Helper()
-	cfg := map[string]string{}
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join("kernel", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
-				cfg[k] = v
-			}
-		}
-	}
+	drop := map[string]bool{}
 	if absent != "" {
 		b, err := os.ReadFile(filepath.Join("kernel", absent))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range strings.Fields(string(b)) {
-			delete(cfg, line)
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(line, "#") {
+				drop[strings.TrimSpace(line)] = true
+			}
+		}
+	}
+	cfg := map[string]string{}
+	for i, n := range names {
+		b, err := os.ReadFile(filepath.Join("kernel", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") && !(i == 0 && drop[k]) {
+				cfg[k] = v
+			}
 		}
 	}
 	return cfg
@@ -49,7 +53,7 @@ func TestOffers(t *testing.T) {
 	}{
 		{"legacy/intel", fragments(t, "", "base.config"), "intel", false, all},
 		{"compat/amd", fragments(t, "", "base.config", "compat.config"), "amd", false, all},
-		{"linux61/virtio: no iommufd (6.2) nor cdev (6.6)", fragments(t, "linux61.absent", "base.config"), "virtio", false, []string{"legacy"}},
+		{"linux61/virtio: no iommufd (6.2) nor cdev (6.6)", fragments(t, "linux61.absent", "base.config", "linux61.config"), "virtio", false, []string{"legacy"}},
 		{"legacy/virtio without allow_unsafe_interrupts", fragments(t, "", "base.config"), "virtio", true, nil},
 		{"arm64/smmuv3", fragments(t, "", "arm64.config"), "smmuv3", false, all},
 		{"ppc64le/pseries: SPAPR only", fragments(t, "", "ppc64le.config"), "pseries", false, []string{"legacy"}},
@@ -84,5 +88,27 @@ func TestKernelConfig(t *testing.T) {
 	}
 	if _, err := KernelConfig(filepath.Join(t.TempDir(), "bzImage")); err == nil {
 		t.Error("a kernel without its configuration was read")
+	}
+}
+
+// TestFeatures: the mdev samples and runtime PM each boot's kernel carries,
+// as the recipes' fragments decide them.
+func TestFeatures(t *testing.T) {
+	samples, pm := MdevEnv+"=mtty,mdpy,mbochs", RuntimePMEnv+"=1"
+	for _, c := range []struct {
+		name string
+		cfg  map[string]string
+		want []string
+	}{
+		{"legacy", fragments(t, "", "base.config"), []string{samples, pm}},
+		{"iommufdtest", fragments(t, "", "base.config", "iommufdtest.config"), []string{samples, pm}},
+		{"linux61: samples as modules", fragments(t, "linux61.absent", "base.config", "linux61.config"), []string{samples, pm}},
+		{"linux61 without its modules fragment", fragments(t, "linux61.absent", "base.config"), []string{MdevEnv + "=", pm}},
+		{"arm64: samples, no runtime PM", fragments(t, "", "arm64.config"), []string{samples, RuntimePMEnv + "="}},
+		{"ppc64le: neither", fragments(t, "", "ppc64le.config"), []string{MdevEnv + "=", RuntimePMEnv + "="}},
+	} {
+		if got := Features(c.cfg); !slices.Equal(got, c.want) {
+			t.Errorf("%s: features %v, want %v", c.name, got, c.want)
+		}
 	}
 }

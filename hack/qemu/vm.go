@@ -278,9 +278,9 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	offers := OfferEnv + "=" + strings.Join(Offers(cfg, prof, spec.OmitProfileCmdline), ",")
+	manifest := append([]string{OfferEnv + "=" + strings.Join(Offers(cfg, prof, spec.OmitProfileCmdline), ",")}, Features(cfg)...)
 	initrd := filepath.Join(work, "initrd.cpio")
-	if err := buildInitramfs(spec, offers, work, initrd); err != nil {
+	if err := buildInitramfs(spec, kernel, manifest, work, initrd); err != nil {
 		return nil, err
 	}
 	nvme := spec.NVMeImage
@@ -525,8 +525,10 @@ func parse(r io.Reader) *Result {
 }
 
 // buildInitramfs compiles the guest init and the test binaries and packs
-// them with busybox into an uncompressed cpio.
-func buildInitramfs(spec Spec, offers, work, dst string) error {
+// them with busybox, the kernel's modules (kernel.sh keeps them in
+// modules/ beside the image; the init loads each) and the manifest into an
+// uncompressed cpio.
+func buildInitramfs(spec Spec, kernel string, manifest []string, work, dst string) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -551,6 +553,12 @@ func buildInitramfs(spec Spec, offers, work, dst string) error {
 			return err
 		}
 	}
+	mods, _ := filepath.Glob(filepath.Join(filepath.Dir(kernel), "modules", "*.ko"))
+	for _, ko := range mods {
+		if err := addFile(a, frame.ModulesDir+"/"+filepath.Base(ko), ko); err != nil {
+			return err
+		}
+	}
 	// The PCI ID database (pciutils), so the guest shows device names.
 	for _, p := range []string{"/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"} {
 		if fileExists(p) {
@@ -560,7 +568,7 @@ func buildInitramfs(spec Spec, offers, work, dst string) error {
 			break
 		}
 	}
-	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile, offers}, spec.Env...)}
+	m := frame.Manifest{Env: append([]string{"VFIOCTL_KERNEL=" + spec.Kernel, "VFIOCTL_PROFILE=" + spec.Profile}, append(manifest, spec.Env...)...)}
 	for _, pkg := range spec.Packages {
 		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")
 		bin := filepath.Join(work, name+".test")

@@ -7,7 +7,10 @@ import "time"
 
 const (
 	ManifestPath = "/vfioctl/manifest.json"
-	Port         = "/dev/ttyS1" // the second serial port: results only
+	// ModulesDir holds the kernel modules the init loads before any
+	// command (the Linux 6.1 guest's mdev samples).
+	ModulesDir = "/vfioctl/modules"
+	Port       = "/dev/ttyS1" // the second serial port: results only
 	// PortParam on the kernel command line names another results port
 	// (vfioctl.port=/dev/hvc0), for machines with one serial port.
 	PortParam = "vfioctl.port"

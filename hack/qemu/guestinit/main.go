@@ -27,6 +27,7 @@ func main() {
 	var u unix.Utsname
 	_ = unix.Uname(&u)
 	fmt.Fprintf(out, "%s %s %s\n", frame.Kernel, unix.ByteSliceToString(u.Release[:]), unix.ByteSliceToString(u.Version[:]))
+	loadModules()
 	var m frame.Manifest
 	b, err := os.ReadFile(frame.ManifestPath)
 	if err == nil {
@@ -42,6 +43,23 @@ func main() {
 		fmt.Fprintf(out, "%s %s %d\n", frame.End, c.Name, code)
 	}
 	fmt.Fprintln(out, frame.Done)
+}
+
+// loadModules loads every module of frame.ModulesDir (finit_module, as
+// insmod does). One that fails is said on the console: the tests that
+// need it fail, finding the boot's manifest promises what is not there.
+func loadModules() {
+	kos, _ := filepath.Glob(frame.ModulesDir + "/*.ko")
+	for _, ko := range kos {
+		f, err := os.Open(ko)
+		if err == nil {
+			err = unix.FinitModule(int(f.Fd()), "", 0)
+			f.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "guestinit: loading %s: %v\n", ko, err)
+		}
+	}
 }
 
 // powerOff stops the PCI drivers, then powers the VM off. Under
