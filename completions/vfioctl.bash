@@ -11,12 +11,12 @@ _vfioctl() {
 	for w in "${words[@]:1}"; do
 		[[ $w == -* ]] && continue
 		case "$path $w" in
-		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" mdev"|" mdev types"|" mdev list"|" mdev create"|" mdev remove"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
+		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" mdev"|" mdev types"|" mdev list"|" mdev create"|" mdev remove"|" migrate"|" migrate state"|" migrate save"|" migrate load"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
 		esac
 	done
 	local cmds="" flags="" addrs=""
 	case $path in
-	"") cmds="list groups bind unbind restore info dma-test reset sriov mdev nvme persist cdi doctor completion man" flags="--help --verbose -h -v" ;;
+	"") cmds="list groups bind unbind restore info dma-test reset sriov mdev migrate nvme persist cdi doctor completion man" flags="--help --verbose -h -v" ;;
 	" list") cmds="" flags="--class --json --help" ;;
 	" groups") cmds="" flags="--json --help" ;;
 	" bind") cmds="" flags="--force --group --json --noiommu --owner --persist --timeout --help" addrs=1 ;;
@@ -31,6 +31,10 @@ _vfioctl() {
 	" mdev list") cmds="" flags="--json --help" ;;
 	" mdev create") cmds="" flags="--json --uuid --help" ;;
 	" mdev remove") cmds="" flags="--help" ;;
+	" migrate") cmds="state save load" flags="--backend --json --to --help" ;;
+	" migrate state") cmds="" flags="--backend --json --help" ;;
+	" migrate save") cmds="" flags="--backend --resume --help" ;;
+	" migrate load") cmds="" flags="--backend --stopped --help" ;;
 	" nvme") cmds="identify read write bench" flags="--help" ;;
 	" nvme identify") cmds="" flags="--backend --json --nsid --help" addrs=1 ;;
 	" nvme read") cmds="" flags="--backend --blocks --lba --nsid --output -o --help" addrs=1 ;;

@@ -10,7 +10,7 @@ function __vfioctl_path
 	end
 	echo "$path"
 end
-set -g __vfioctl_paths ' list' ' groups' ' bind' ' unbind' ' restore' ' info' ' dma-test' ' reset' ' sriov' ' mdev' ' mdev types' ' mdev list' ' mdev create' ' mdev remove' ' nvme' ' nvme identify' ' nvme read' ' nvme write' ' nvme bench' ' persist' ' persist list' ' persist apply' ' persist install' ' cdi' ' cdi generate' ' cdi list' ' doctor' ' completion' ' man'
+set -g __vfioctl_paths ' list' ' groups' ' bind' ' unbind' ' restore' ' info' ' dma-test' ' reset' ' sriov' ' mdev' ' mdev types' ' mdev list' ' mdev create' ' mdev remove' ' migrate' ' migrate state' ' migrate save' ' migrate load' ' nvme' ' nvme identify' ' nvme read' ' nvme write' ' nvme bench' ' persist' ' persist list' ' persist apply' ' persist install' ' cdi' ' cdi generate' ' cdi list' ' doctor' ' completion' ' man'
 complete -c vfioctl -f
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a list -d 'list PCI devices with driver and IOMMU group (like lspci -nnk)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a groups -d 'list IOMMU groups: members, and whether VFIO can use the group (viable) or which device blocks it'
@@ -22,6 +22,7 @@ complete -c vfioctl -n "test (__vfioctl_path) = ''" -a dma-test -d 'map a buffer
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a reset -d 'reset a bound device (function-level reset via VFIO; --hot for a PCI bus/slot reset)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a sriov -d 'show or set the number of SR-IOV virtual functions of a physical function'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a mdev -d 'list, create and remove mediated devices (as mdevctl does)'
+complete -c vfioctl -n "test (__vfioctl_path) = ''" -a migrate -d 'save, load and move a device\'s state through VFIO migration v2'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a nvme -d 'drive an NVMe controller bound to vfio-pci from user space (identify, read, write, bench)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a persist -d 'bindings kept across reboots (bind --persist, unbind --persist)'
 complete -c vfioctl -n "test (__vfioctl_path) = ''" -a cdi -d 'describe VFIO devices to container runtimes (Container Device Interface specs)'
@@ -83,6 +84,22 @@ complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l json -d 'prin
 complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l uuid -d 'its UUID (default: a random one)' -r
 complete -c vfioctl -n "test (__vfioctl_path) = ' mdev create'" -l help -s h -d 'show help'
 complete -c vfioctl -n "test (__vfioctl_path) = ' mdev remove'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -a state -d 'the migration features a device offers and its state'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -a save -d 'stop a device and write its state to a file'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -a load -d 'give a device the state saved in a file, and run it'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -l json -d 'print JSON for scripts instead of text'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -l backend -d 'auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -l to -d 'the destination device (PCI address or mdev UUID)' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate state'" -l json -d 'print JSON for scripts instead of text'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate state'" -l backend -d 'auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate state'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate save'" -l backend -d 'auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate save'" -l resume -d 'run the device again after saving (default: leave it stopped)'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate save'" -l help -s h -d 'show help'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate load'" -l backend -d 'auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy' -r
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate load'" -l stopped -d 'leave the device stopped after loading'
+complete -c vfioctl -n "test (__vfioctl_path) = ' migrate load'" -l help -s h -d 'show help'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a identify -d 'Identify Controller and the namespace'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a read -d 'read blocks to a file or stdout'
 complete -c vfioctl -n "test (__vfioctl_path) = ' nvme'" -a write -d 'write a file or stdin (whole blocks) at a block'

@@ -1,8 +1,6 @@
 package vfio
 
 import (
-	"errors"
-	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -108,28 +106,4 @@ func (d *Device) Reset() error {
 		_, err := uapi.IoctlVfioDeviceReset(fd)
 		return err
 	})
-}
-
-// FeatureProbe is VFIO_DEVICE_FEATURE with VFIO_DEVICE_FEATURE_PROBE:
-// whether the device supports GET and/or SET of a feature
-// (uapi.VFIO_DEVICE_FEATURE_MIGRATION, ..._LOW_POWER_ENTRY ...). The kernel
-// answers one access mode per probe, so both are asked.
-func (d *Device) FeatureProbe(feature uint32) (get, set bool, err error) {
-	probe := func(mode uint32) (bool, error) {
-		buf := kernel.HeapBytes(int(unsafe.Sizeof(uapi.VfioDeviceFeature{})))
-		(*uapi.VfioDeviceFeature)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature
-		err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: fmt.Sprintf("probe feature %d", feature)}, func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
-			return false, nil
-		}
-		return false, err
-	}
-	if get, err = probe(uapi.VFIO_DEVICE_FEATURE_GET); err != nil {
-		return
-	}
-	set, err = probe(uapi.VFIO_DEVICE_FEATURE_SET)
-	return
 }

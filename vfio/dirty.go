@@ -14,7 +14,7 @@ import (
 
 // Type1 dirty page tracking (VFIO_IOMMU_DIRTY_PAGES, Linux 5.8): while on,
 // the kernel records which pinned pages devices may have written. Offered
-// when IOMMUInfo.Migration is set; iommufd's compat container does not
+// when IOMMUInfo.DirtyTracking is set; iommufd's compat container does not
 // offer it (use ioasid.HWPT dirty tracking there).
 
 func (c *Container) dirtyPages(flags uint32, what string) error {
@@ -50,7 +50,7 @@ func (c *Container) StopDirtyTracking() error {
 }
 
 // DirtyBitmap reads (and clears) the dirty bits of [iova, iova+size) at
-// pageSize granularity (one the Migration capability lists): bit i is page i.
+// pageSize granularity (one IOMMUInfo.DirtyTracking lists): bit i is page i.
 func (c *Container) DirtyBitmap(iova, size, pageSize uint64) ([]uint64, error) {
 	if pageSize == 0 || size == 0 || size%pageSize != 0 {
 		return nil, kernel.Call{Op: "VFIO_IOMMU_DIRTY_PAGES", Object: c.fd.Name(), Args: fmt.Sprintf("size %#x page %#x", size, pageSize)}.Refuse(unix.EINVAL, "size must be a non-zero multiple of the page size")

@@ -3,10 +3,8 @@ package vfio
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -52,12 +50,9 @@ func ParseVFToken(s string) (VFToken, error) {
 // physical function bound to vfio-pci (with vfio_pci.enable_sriov=1): from
 // now on its VFs open only with this token.
 func (d *Device) SetVFToken(t VFToken) error {
-	hdr := int(unsafe.Sizeof(uapi.VfioDeviceFeature{}))
-	buf := kernel.HeapBytes(hdr + len(t))
-	(*uapi.VfioDeviceFeature)(unsafe.Pointer(&buf[0])).Flags = uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN
-	copy(buf[hdr:], t[:])
-	return d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: "set PCI_VF_TOKEN", Hints: vfTokenHints},
-		func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
+	_, err := d.feature(deviceFeature{name: "PCI_VF_TOKEN", flags: uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+		payload: t[:], hints: vfTokenHints})
+	return err
 }
 
 // vfTokenHints explain a refused SetVFToken.
@@ -67,11 +62,6 @@ var vfTokenHints = kernel.Hints{
 }
 
 var noVFToken = kernel.Say("the device has no VF token: it must be an SR-IOV physical function on vfio-pci, loaded with vfio_pci.enable_sriov=1")
-
-func init() {
-	_ = errors.Is // keep imports stable while the file is rewritten
-
-}
 
 // DeviceWithVFToken is Group.Device for a virtual function whose physical
 // function is on vfio-pci: GET_DEVICE_FD with "NAME vf_token=UUID".

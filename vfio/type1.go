@@ -22,16 +22,17 @@ import (
 type IOMMUInfo struct {
 	PageSizes  uint64      // bitmap of supported IOMMU page sizes
 	IOVARanges []dma.Range // usable IOVAs (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE)
-	// Migration (VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION), when offered.
-	Migration *Migration
+	// DirtyTracking (VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION), when offered.
+	DirtyTracking *DirtyTracking
 	// DMAAvail is how many more mappings the container allows
 	// (VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL); -1 when not reported.
 	DMAAvail int64
 	Caps     []uapi.Cap // the raw chain, for capabilities not decoded here
 }
 
-// Migration is the type1 dirty-page tracking capability.
-type Migration struct {
+// DirtyTracking is the type1 dirty-page tracking capability (the kernel
+// calls it CAP_MIGRATION: it serves a VMM's migration of guest memory).
+type DirtyTracking struct {
 	Flags         uint32
 	PageSizes     uint64 // page sizes dirty tracking can report
 	MaxBitmapSize uint64
@@ -69,7 +70,7 @@ func (c *Container) Info() (*IOMMUInfo, error) {
 			if err != nil {
 				return nil, err
 			}
-			info.Migration = &Migration{Flags: m.Flags, PageSizes: m.PgsizeBitmap, MaxBitmapSize: m.MaxDirtyBitmapSize}
+			info.DirtyTracking = &DirtyTracking{Flags: m.Flags, PageSizes: m.PgsizeBitmap, MaxBitmapSize: m.MaxDirtyBitmapSize}
 		case uapi.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL:
 			d, err := uapi.CapAs[uapi.VfioIommuType1InfoDmaAvail](cp)
 			if err != nil {

@@ -96,7 +96,7 @@ func newApp() *cli.App {
 		},
 		Commands: withUsageErrors([]*cli.Command{
 			listCommand(), groupsCommand(), bindCommand(), unbindCommand(), restoreCommand(),
-			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), mdevCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(), manCommand(),
+			infoCommand(), dmaTestCommand(), resetCommand(), sriovCommand(), mdevCommand(), migrateCommand(), nvmeCommand(), persistCommand(), cdiCommand(), doctorCommand(), completionCommand(), manCommand(),
 		}),
 		// No command, or one that does not exist.
 		Action: func(c *cli.Context) error {

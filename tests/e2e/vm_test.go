@@ -25,7 +25,7 @@ var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./devicep
 // the edus, and the SMMUv3's own.
 const ArmTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
 	"TestIOVARangesAndHWInfo|TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|" +
-	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3)$"
+	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3|TestMdev.*|TestMigration.*)$"
 
 // PPCTests are the guest tests of the ppc64le pSeries boot: those that
 // need only the edus, run in the SPAPR TCE modes, and SPAPR's own.
@@ -88,9 +88,8 @@ func TestVM(t *testing.T) {
 		run := "^TestNoIOMMU$"
 		env := []string{"VFIOCTL_EXPECT_NOIOMMU=1"}
 		if k == qemu.MockKernel {
-			// The mock kernel also carries the mdev samples (mtty).
-			run = "^(TestNoIOMMU|TestMock.*|TestMdev)$"
-			env = append(env, "VFIOCTL_EXPECT_MDEV=1")
+			// Mediated devices need no IOMMU: they run here too.
+			run = "^(TestNoIOMMU|TestMock.*|TestMdev.*|TestMigration.*)$"
 		}
 		t.Run(k+"/noiommu", func(t *testing.T) {
 			qemu.Run(t, qemu.Spec{

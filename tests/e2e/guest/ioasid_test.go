@@ -371,7 +371,7 @@ func TestType1DirtyPages(t *testing.T) {
 		buf, iova := e.mapBuf(t, 8192)
 		defer buf.Close()
 		err = e.Container().StartDirtyTracking()
-		if info.Migration == nil {
+		if info.DirtyTracking == nil {
 			if !errors.Is(err, vfioerr.ErrNotSupported) {
 				t.Fatalf("no migration capability, but StartDirtyTracking = %v", err)
 			}
@@ -407,7 +407,7 @@ func TestType1DirtyPages(t *testing.T) {
 				t.Fatalf("read %d: dirty bitmap %b, want 11 (both pinned pages)", read, bm)
 			}
 		}
-		t.Logf("%s: migration cap %+v; device write verified; bitmap 11 on each read", m.name, *info.Migration)
+		t.Logf("%s: migration cap %+v; device write verified; bitmap 11 on each read", m.name, *info.DirtyTracking)
 	})
 }
 

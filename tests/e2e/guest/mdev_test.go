@@ -13,6 +13,7 @@ import (
 	"github.com/vfioctl/vfioctl/mdev"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // mtty's UART registers in BAR0 (a 16550's).
@@ -23,14 +24,12 @@ const (
 	lsrTHRE  = 0x20 // transmit holding register empty
 )
 
-// TestMdev (the iommufdtest kernel, which carries the kernel's mtty
-// sample) makes a mediated device, opens it by its UUID through every
-// backend, drives its emulated UART through BAR0, refuses to remove it
-// while held, and removes it.
+// TestMdev (every kernel built with the mtty sample) makes a mediated
+// device, opens it by its UUID through every backend the boot offers (and
+// is refused by those it lacks), drives its emulated UART through BAR0,
+// refuses to remove it while held, and removes it.
 func TestMdev(t *testing.T) {
-	if os.Getenv("VFIOCTL_EXPECT_MDEV") == "" {
-		t.Skip("the mdev samples are built into the iommufdtest kernel only: runs in TestVM/iommufdtest/noiommu")
-	}
+	needMdev(t, "mtty")
 	ps, err := mdev.Parents()
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +59,11 @@ func TestMdev(t *testing.T) {
 			mdev.Remove(uuid)
 		}
 	}()
-	if d.Parent != "mtty" || d.Type != "mtty-2" || d.Group < 0 || d.VFIOGroup == "" || d.VFIOCdev == "" || strings.Contains(d.VFIOGroup, "noiommu") {
-		t.Errorf("created %+v: want an mtty-2 of parent mtty with a group node (not a no-IOMMU one) and a cdev", d)
+	if d.Parent != "mtty" || d.Type != "mtty-2" || d.Group < 0 || d.VFIOGroup == "" || strings.Contains(d.VFIOGroup, "noiommu") {
+		t.Errorf("created %+v: want an mtty-2 of parent mtty with a group node (not a no-IOMMU one)", d)
+	}
+	if (d.VFIOCdev != "") != offered(t, vfio.Cdev) {
+		t.Errorf("created %+v: a cdev %q, where the boot's manifest says cdev offered: %v", d, d.VFIOCdev, offered(t, vfio.Cdev))
 	}
 	if ps, _ := mdev.Parents(); availableOf(ps, "mtty-2") != avail2-1 {
 		t.Errorf("mtty-2 instances available after a create: %d, want %d", availableOf(ps, "mtty-2"), avail2-1)
@@ -73,17 +75,16 @@ func TestMdev(t *testing.T) {
 	_, err = mdev.Create("mtty", "mtty-9", "")
 	expect(t, "an unknown type", err, unix.ENOENT, "no such parent or type")
 
-	for _, m := range []struct {
-		name    string
-		backend vfio.Backend
-	}{
-		{"vfio_type1v2_iommu", vfio.Legacy},
-		{"iommufd_compat", vfio.IOMMUFDCompat},
-		{"group_iommufd", vfio.GroupIOMMUFD},
-		{"iommufd", vfio.Cdev},
-	} {
+	for _, m := range mdevModes {
 		t.Run(m.name, func(t *testing.T) {
 			h, err := vfio.Open(uuid, &vfio.Options{Backend: m.backend})
+			if !offered(t, m.backend) {
+				if err == nil {
+					h.Close()
+				}
+				expect(t, "an mdev through "+m.backend.String()+", which the boot lacks", err, vfioerr.ErrNotSupported)
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
