@@ -18,7 +18,7 @@ import (
 // answers one access mode per probe, so both are asked.
 func (d *Device) FeatureProbe(feature uint32) (get, set bool, err error) {
 	probe := func(mode uint32) (bool, error) {
-		_, err := d.feature(deviceFeature{name: featureNames[feature], flags: uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature})
+		_, err := d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_PROBE | mode | feature})
 		switch {
 		case err == nil:
 			return true, nil
@@ -50,12 +50,11 @@ var featureNames = map[uint32]string{
 }
 
 // deviceFeature is one VFIO_DEVICE_FEATURE call: the flags (GET, SET or
-// PROBE | the feature), its payload, what errors call it, and what the
+// PROBE | the feature, which names it in errors), its payload, and what the
 // device lacks when the kernel answers ENOTTY (the driver does not
 // implement the feature): then the error is a NotSupportedError with that
 // reason and Since, the Linux that added the feature.
 type deviceFeature struct {
-	name    string
 	flags   uint32
 	payload []byte
 	args    string
@@ -78,14 +77,15 @@ func (d *Device) feature(f deviceFeature) ([]byte, error) {
 	case f.flags&uapi.VFIO_DEVICE_FEATURE_SET != 0:
 		mode = "set"
 	}
-	args := mode + " " + f.name
+	name := featureNames[f.flags&uapi.VFIO_DEVICE_FEATURE_MASK]
+	args := mode + " " + name
 	if f.args != "" {
 		args += " " + f.args
 	}
 	err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: args, Hints: f.hints},
 		func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
 	if errors.Is(err, unix.ENOTTY) && f.absent != "" {
-		return nil, &vfioerr.NotSupportedError{Feature: fmt.Sprintf("VFIO_DEVICE_FEATURE_%s on %s", f.name, d.Name()), Version: f.since, Reason: f.absent}
+		return nil, &vfioerr.NotSupportedError{Feature: fmt.Sprintf("VFIO_DEVICE_FEATURE_%s on %s", name, d.Name()), Version: f.since, Reason: f.absent}
 	}
 	if err != nil {
 		return nil, err

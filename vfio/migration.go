@@ -29,7 +29,7 @@ const noMigration = "the device's driver implements no migration (in Linux: the 
 // Migration is VFIO_DEVICE_FEATURE(GET, MIGRATION): the device's
 // migration, or vfioerr.ErrNotSupported when its driver has none.
 func (d *Device) Migration() (*Migration, error) {
-	b, err := d.feature(deviceFeature{name: "MIGRATION", flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIGRATION,
+	b, err := d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIGRATION,
 		payload: make([]byte, 8), absent: noMigration})
 	if err != nil {
 		return nil, err
@@ -43,7 +43,7 @@ func (m *Migration) Flags() MigrationFlags { return m.flags }
 
 // State is VFIO_DEVICE_FEATURE(GET, MIG_DEVICE_STATE).
 func (m *Migration) State() (MigState, error) {
-	b, err := m.d.feature(deviceFeature{name: "MIG_DEVICE_STATE", flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	b, err := m.d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
 		payload: make([]byte, 8), absent: noMigration})
 	if err != nil {
 		return 0, err
@@ -83,7 +83,7 @@ func (m *Migration) SetState(to MigState) (*MigrationData, error) {
 		}
 		return why
 	}
-	b, err := m.d.feature(deviceFeature{name: "MIG_DEVICE_STATE", flags: uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	b, err := m.d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
 		payload: payload, args: from.String() + " -> " + to.String(), absent: noMigration,
 		hints: kernel.Hints{unix.EINVAL: hint, unix.EFAULT: hint, unix.ENOMEM: hint, unix.EIO: hint, unix.EBUSY: hint}})
 	if err != nil {
@@ -99,7 +99,7 @@ func (m *Migration) SetState(to MigState) (*MigrationData, error) {
 // StopCopySize is VFIO_DEVICE_FEATURE(GET, MIG_DATA_SIZE) (Linux 6.3):
 // the driver's estimate of the bytes STOP_COPY will give.
 func (m *Migration) StopCopySize() (uint64, error) {
-	b, err := m.d.feature(deviceFeature{name: "MIG_DATA_SIZE", flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+	b, err := m.d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_GET | uapi.VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
 		payload: make([]byte, 8), absent: "the kernel or the device's driver does not estimate the stop-copy size", since: "6.3"})
 	if err != nil {
 		return 0, err

@@ -50,7 +50,7 @@ func ParseVFToken(s string) (VFToken, error) {
 // physical function bound to vfio-pci (with vfio_pci.enable_sriov=1): from
 // now on its VFs open only with this token.
 func (d *Device) SetVFToken(t VFToken) error {
-	_, err := d.feature(deviceFeature{name: "PCI_VF_TOKEN", flags: uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+	_, err := d.feature(deviceFeature{flags: uapi.VFIO_DEVICE_FEATURE_SET | uapi.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
 		payload: t[:], hints: vfTokenHints})
 	return err
 }
