@@ -57,6 +57,12 @@ func (d *Device) Region(i RegionIndex) (*Region, error) {
 	if n := d.Info().NumRegions; uint32(i) >= n {
 		return nil, kernel.Call{Op: "VFIO_DEVICE_GET_REGION_INFO", Object: d.Name(), Args: fmt.Sprintf("index %d", i)}.Refuse(unix.EINVAL, fmt.Sprintf("the device has regions 0 to %d", int(n)-1))
 	}
+	return d.region(i)
+}
+
+// region asks for any index, also one beyond GET_INFO's count: a display
+// plane's region (PlaneRegion) may lie there.
+func (d *Device) region(i RegionIndex) (*Region, error) {
 	hdr := uint32(unsafe.Sizeof(uapi.VfioRegionInfo{}))
 	buf, err := growIoctl(hdr, func(b []byte) error {
 		(*uapi.VfioRegionInfo)(unsafe.Pointer(&b[0])).Index = uint32(i)

@@ -1,35 +1,40 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vfioctl/vfioctl/mdev"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/uapi"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 var backendFlag = &cli.StringFlag{Name: "backend", Value: "auto", Usage: "auto, cdev (or iommufd, as VFIOCTL_BACKEND says), group-iommufd, iommufd-compat or legacy", EnvVars: []string{"VFIOCTL_BACKEND"}}
 
-// withDevice reads the device named by the address argument, opens it
-// (it must be bound to vfio-pci) through the chosen backend, runs f and
-// closes it.
-func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) error {
+// withDevice opens the device named by the one argument (a PCI address on
+// vfio-pci or a mediated device's UUID) through the chosen backend, runs f
+// and closes it.
+func withDevice(c *cli.Context, f func(pd *pci.Device, h *vfio.Handle) error) error {
+	if c.NArg() != 1 {
+		return usagef("%s needs one device: a PCI address (0000:00:03.0) or a mediated device's UUID", c.Command.Name)
+	}
+	return openDevice(c, c.Args().First(), f)
+}
+
+// openDevice opens name (a PCI address on vfio-pci or an mdev UUID) through
+// --backend (and --vf-token where the command has it), runs f and closes
+// it. pd is nil for a mediated device.
+func openDevice(c *cli.Context, name string, f func(pd *pci.Device, h *vfio.Handle) error) error {
 	b, err := vfio.ParseBackend(c.String("backend"))
 	if err != nil {
 		return usageError{err}
 	}
-	d, err := device(c)
-	if err != nil {
-		return err
-	}
-	if d.Driver != pci.VFIODriver {
-		return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", d.Address, pci.ErrNotBound, orDash(d.Driver), d.Address)
-	}
-	// A device in a no-IOMMU group was bound with --noiommu on purpose.
-	opts := &vfio.Options{Backend: b, NoIOMMU: d.NoIOMMU}
+	opts := &vfio.Options{Backend: b}
 	if s := c.String("vf-token"); s != "" {
 		t, err := vfio.ParseVFToken(s)
 		if err != nil {
@@ -37,12 +42,26 @@ func withDevice(c *cli.Context, f func(d *pci.Device, h *vfio.Handle) error) err
 		}
 		opts.VFToken = &t
 	}
-	h, err := vfio.Open(d.Address, opts)
+	var pd *pci.Device
+	if _, err := mdev.Get(name); err != nil {
+		if pd, err = pci.Get(name); err != nil {
+			return usagef("%s is neither a mediated device's UUID nor a PCI address: %v", name, err)
+		}
+		if pd.Driver != pci.VFIODriver {
+			return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", pd.Address, pci.ErrNotBound, orDash(pd.Driver), pd.Address)
+		}
+		// A device in a no-IOMMU group was bound with --noiommu on purpose.
+		name, opts.NoIOMMU = pd.Address, pd.NoIOMMU
+	}
+	h, err := vfio.Open(name, opts)
 	if err != nil {
-		return pci.HeldElsewhere(d, err)
+		if pd != nil {
+			return pci.HeldElsewhere(pd, err)
+		}
+		return err
 	}
 	defer h.Close()
-	return f(d, h)
+	return f(pd, h)
 }
 
 type regionInfo struct {
@@ -64,12 +83,21 @@ type irqInfo struct {
 	Flags []string `json:"flags"`
 }
 
+// displayInfo is a device's display: how it hands out planes and the
+// planes it answers for now (a plane the driver refuses to describe, like
+// mdpy's cursor, is left out).
+type displayInfo struct {
+	Kind   vfio.DisplayKind `json:"kind"`
+	Planes []vfio.Plane     `json:"planes"`
+}
+
 type deviceInfo struct {
 	Address      string       `json:"address"`
 	Backend      string       `json:"backend"`
 	Flags        []string     `json:"flags"`
 	Regions      []regionInfo `json:"regions"`
 	IRQs         []irqInfo    `json:"irqs"`
+	Display      *displayInfo `json:"display,omitempty"`
 	ResetMethods []string     `json:"reset_methods"`
 	Capabilities []string     `json:"pci_capabilities"`
 	PhysFn       string       `json:"physfn,omitempty"`         // the SR-IOV PF of a VF
@@ -98,9 +126,10 @@ func flagNames(v uint32, names map[uint32]string) []string {
 func infoCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "info",
-		Usage: "show a bound device's regions (with capabilities), IRQs and reset methods, read through VFIO",
-		UsageText: `vfioctl info [--backend auto|cdev|group-iommufd|iommufd-compat|legacy] [--vf-token UUID] [--json] ADDRESS
+		Usage: "show a device's regions (with capabilities), IRQs, display planes and reset methods, read through VFIO",
+		UsageText: `vfioctl info [--backend auto|cdev|group-iommufd|iommufd-compat|legacy] [--vf-token UUID] [--json] ADDRESS|UUID
    vfioctl info 0000:00:03.0
+   vfioctl info 8df7c7c8-835b-4422-93fb-bfc6d8e30f10            a mediated device, e.g. a vGPU with its display planes
    vfioctl info 0000:04:00.1 --vf-token bd8d9d2b-5a5f-4f5a-a211-f591514ba1f3   a VF of a PF on vfio-pci`,
 		Flags: []cli.Flag{jsonFlag, backendFlag, &cli.StringFlag{Name: "vf-token", Usage: "the VF token the user of the SR-IOV physical function set, to open one of its VFs"}},
 		Action: func(c *cli.Context) error {
@@ -117,8 +146,7 @@ func infoCommand() *cli.Command {
 
 func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 	d := h.Device()
-	out := &deviceInfo{Address: d.Name(), Backend: h.Backend().String(), ResetMethods: pd.ResetMethods,
-		PhysFn: pd.PhysFn, VirtFns: pd.VirtFns, TotalVFs: pd.TotalVFs,
+	out := &deviceInfo{Address: d.Name(), Backend: h.Backend().String(),
 		Flags: flagNames(d.Info().Flags, map[uint32]string{uapi.VFIO_DEVICE_FLAGS_RESET: "reset", uapi.VFIO_DEVICE_FLAGS_PCI: "pci", uapi.VFIO_DEVICE_FLAGS_CAPS: "caps"})}
 	regs, err := d.Regions()
 	if err != nil {
@@ -146,6 +174,19 @@ func collectInfo(pd *pci.Device, h *vfio.Handle) (*deviceInfo, error) {
 			ii.Name = irqNames[i]
 		}
 		out.IRQs = append(out.IRQs, ii)
+	}
+	if pd != nil {
+		out.ResetMethods, out.PhysFn, out.VirtFns, out.TotalVFs = pd.ResetMethods, pd.PhysFn, pd.VirtFns, pd.TotalVFs
+	}
+	if kind, err := d.Display(); err == nil {
+		out.Display = &displayInfo{Kind: kind}
+		for _, t := range []vfio.PlaneType{vfio.PlanePrimary, vfio.PlaneCursor} {
+			if p, err := d.Plane(kind, t); err == nil {
+				out.Display.Planes = append(out.Display.Planes, p)
+			}
+		}
+	} else if !errors.Is(err, vfioerr.ErrNotSupported) {
+		return nil, err
 	}
 	if cfg, err := d.Config(); err == nil {
 		caps, _ := cfg.Capabilities()
@@ -186,5 +227,11 @@ func printInfo(w io.Writer, in *deviceInfo) {
 	fprintf(w, "\nIRQ\tCOUNT\tFLAGS\n")
 	for _, i := range in.IRQs {
 		fprintf(w, "%s\t%d\t%s\n", i.Name, i.Count, join(i.Flags))
+	}
+	if in.Display != nil {
+		fprintf(w, "\ndisplay (%s planes)\n", in.Display.Kind)
+		for _, p := range in.Display.Planes {
+			fprintf(w, "%s\n", p)
+		}
 	}
 }

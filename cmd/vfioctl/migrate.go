@@ -8,7 +8,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/vfioctl/vfioctl/mdev"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 )
@@ -180,32 +179,11 @@ func createOutput(name string) (io.Writer, func(error) error, error) {
 // withMigration opens DEVICE (a PCI address on vfio-pci or an mdev UUID)
 // through the --backend and runs f on its Migration.
 func withMigration(c *cli.Context, name string, f func(*vfio.Migration) error) error {
-	b, err := vfio.ParseBackend(c.String("backend"))
-	if err != nil {
-		return usageError{err}
-	}
-	opts := &vfio.Options{Backend: b}
-	var pd *pci.Device
-	if _, err := mdev.Get(name); err != nil {
-		if pd, err = pci.Get(name); err != nil {
-			return usagef("%s is neither a mediated device's UUID nor a PCI address: %v", name, err)
+	return openDevice(c, name, func(_ *pci.Device, h *vfio.Handle) error {
+		m, err := h.Device().Migration()
+		if err != nil {
+			return err
 		}
-		if pd.Driver != pci.VFIODriver {
-			return fmt.Errorf("%s: %w (driver %s): run vfioctl bind %s first", pd.Address, pci.ErrNotBound, orDash(pd.Driver), pd.Address)
-		}
-		name, opts.NoIOMMU = pd.Address, pd.NoIOMMU
-	}
-	h, err := vfio.Open(name, opts)
-	if err != nil {
-		if pd != nil {
-			return pci.HeldElsewhere(pd, err)
-		}
-		return err
-	}
-	defer h.Close()
-	m, err := h.Device().Migration()
-	if err != nil {
-		return err
-	}
-	return f(m)
+		return f(m)
+	})
 }

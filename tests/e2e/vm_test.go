@@ -25,7 +25,7 @@ var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./devicep
 // the edus, and the SMMUv3's own.
 const ArmTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
 	"TestIOVARangesAndHWInfo|TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|" +
-	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3|TestMdev.*|TestMigration.*)$"
+	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3|TestMdev.*|TestMigration.*|TestDisplay.*)$"
 
 // PPCTests are the guest tests of the ppc64le pSeries boot: those that
 // need only the edus, run in the SPAPR TCE modes, and SPAPR's own.
@@ -89,7 +89,7 @@ func TestVM(t *testing.T) {
 		env := []string{"VFIOCTL_EXPECT_NOIOMMU=1"}
 		if k == qemu.MockKernel {
 			// Mediated devices need no IOMMU: they run here too.
-			run = "^(TestNoIOMMU|TestMock.*|TestMdev.*|TestMigration.*)$"
+			run = "^(TestNoIOMMU|TestMock.*|TestMdev.*|TestMigration.*|TestDisplay.*)$"
 		}
 		t.Run(k+"/noiommu", func(t *testing.T) {
 			qemu.Run(t, qemu.Spec{
