@@ -25,13 +25,13 @@ var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./devicep
 // the edus, and the SMMUv3's own.
 const ArmTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
 	"TestIOVARangesAndHWInfo|TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|" +
-	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3|TestMdev.*|TestMigration.*|TestDisplay.*)$"
+	"TestCLIListMatchesSysfs|TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSMMUv3|TestMdev.*|TestMigration.*|TestDisplay.*|TestLowPower)$"
 
 // PPCTests are the guest tests of the ppc64le pSeries boot: those that
 // need only the edus, run in the SPAPR TCE modes, and SPAPR's own.
 const PPCTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|TestEduInterrupts|TestEduIsolation|TestEduInfo|" +
 	"TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|TestCLIListMatchesSysfs|" +
-	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSPAPR)$"
+	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSPAPR|TestLowPower)$"
 
 func contains(l []string, s string) bool {
 	for _, x := range l {
