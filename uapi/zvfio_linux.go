@@ -533,7 +533,7 @@ type VfioDeviceFeatureDmaLoggingControl struct {
 	PageSize  uint64
 	NumRanges uint32
 	Reserved  uint32
-	Ranges    uint64
+	Ranges    Pointer
 }
 
 // VfioDeviceFeatureDmaLoggingRange is struct vfio_device_feature_dma_logging_range (linux/vfio.h, 16 bytes).
@@ -552,7 +552,7 @@ type VfioDeviceFeatureDmaLoggingReport struct {
 	Iova     uint64
 	Length   uint64
 	PageSize uint64
-	Bitmap   uint64
+	Bitmap   Pointer
 }
 
 const (

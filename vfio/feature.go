@@ -53,7 +53,8 @@ var featureNames = map[uint32]string{
 // PROBE | the feature, which names it in errors), its payload, and what the
 // device lacks when the kernel answers ENOTTY (the driver does not
 // implement the feature): then the error is a NotSupportedError with that
-// reason and Since, the Linux that added the feature.
+// reason and, on a kernel older than since (the Linux that added the
+// feature), that version.
 type deviceFeature struct {
 	flags   uint32
 	payload []byte
@@ -85,7 +86,11 @@ func (d *Device) feature(f deviceFeature) ([]byte, error) {
 	err := d.fd.Ioctl(kernel.Call{Op: "VFIO_DEVICE_FEATURE", Args: args, Hints: f.hints},
 		func(fd int) error { return uapi.IoctlVfioDeviceFeature(fd, buf) })
 	if errors.Is(err, unix.ENOTTY) && f.absent != "" {
-		return nil, &vfioerr.NotSupportedError{Feature: fmt.Sprintf("VFIO_DEVICE_FEATURE_%s on %s", name, d.Name()), Version: f.since, Reason: f.absent}
+		e := &vfioerr.NotSupportedError{Feature: fmt.Sprintf("VFIO_DEVICE_FEATURE_%s on %s", name, d.Name()), Reason: f.absent}
+		if f.since != "" && kernel.Before(f.since) {
+			e.Version = f.since // else the kernel has it and the driver does not
+		}
+		return nil, e
 	}
 	if err != nil {
 		return nil, err

@@ -14,16 +14,18 @@ import (
 // uapi.Pointer fields, which keep their target alive and need no unsafe
 // in callers.
 var userPointers = map[string]map[string]bool{
-	"iommu_ioas_iova_ranges":           {"allowed_iovas": true},
-	"iommu_ioas_allow_iovas":           {"allowed_iovas": true},
-	"iommu_ioas_map":                   {"user_va": true},
-	"iommu_hw_info":                    {"data_uptr": true},
-	"iommu_hwpt_alloc":                 {"data_uptr": true},
-	"iommu_hwpt_get_dirty_bitmap":      {"data": true},
-	"iommu_hwpt_invalidate":            {"data_uptr": true},
-	"vfio_iommu_type1_dma_map":         {"vaddr": true},
-	"vfio_bitmap":                      {"data": true},
-	"vfio_iommu_spapr_register_memory": {"vaddr": true},
+	"iommu_ioas_iova_ranges":                  {"allowed_iovas": true},
+	"iommu_ioas_allow_iovas":                  {"allowed_iovas": true},
+	"iommu_ioas_map":                          {"user_va": true},
+	"iommu_hw_info":                           {"data_uptr": true},
+	"iommu_hwpt_alloc":                        {"data_uptr": true},
+	"iommu_hwpt_get_dirty_bitmap":             {"data": true},
+	"iommu_hwpt_invalidate":                   {"data_uptr": true},
+	"vfio_iommu_type1_dma_map":                {"vaddr": true},
+	"vfio_bitmap":                             {"data": true},
+	"vfio_device_feature_dma_logging_control": {"ranges": true},
+	"vfio_device_feature_dma_logging_report":  {"bitmap": true},
+	"vfio_iommu_spapr_register_memory":        {"vaddr": true},
 }
 
 // pointerName is how the headers name user pointers: a member that
