@@ -11,7 +11,7 @@ _vfioctl() {
 	for w in "${words[@]:1}"; do
 		[[ $w == -* ]] && continue
 		case "$path $w" in
-		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" mdev"|" mdev types"|" mdev list"|" mdev create"|" mdev remove"|" migrate"|" migrate state"|" migrate save"|" migrate load"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
+		" list"|" groups"|" bind"|" unbind"|" restore"|" info"|" dma-test"|" reset"|" sriov"|" mdev"|" mdev types"|" mdev list"|" mdev create"|" mdev remove"|" mdev start"|" migrate"|" migrate state"|" migrate save"|" migrate load"|" nvme"|" nvme identify"|" nvme read"|" nvme write"|" nvme bench"|" persist"|" persist list"|" persist apply"|" persist install"|" cdi"|" cdi generate"|" cdi list"|" doctor"|" completion"|" man") path="$path $w" ;;
 		esac
 	done
 	local cmds="" flags="" addrs=""
@@ -26,11 +26,12 @@ _vfioctl() {
 	" dma-test") cmds="" flags="--backend --json --size --help" addrs=1 ;;
 	" reset") cmds="" flags="--backend --hot --help" addrs=1 ;;
 	" sriov") cmds="" flags="--json --timeout --help" addrs=1 ;;
-	" mdev") cmds="types list create remove" flags="--help" ;;
+	" mdev") cmds="types list create remove start" flags="--help" ;;
 	" mdev types") cmds="" flags="--json --help" ;;
-	" mdev list") cmds="" flags="--json --help" ;;
-	" mdev create") cmds="" flags="--json --uuid --help" ;;
-	" mdev remove") cmds="" flags="--help" ;;
+	" mdev list") cmds="" flags="--defined --json --help" ;;
+	" mdev create") cmds="" flags="--json --persist --uuid --help" ;;
+	" mdev remove") cmds="" flags="--persist --help" ;;
+	" mdev start") cmds="" flags="--json --parent --help" ;;
 	" migrate") cmds="state save load" flags="--backend --json --to --help" ;;
 	" migrate state") cmds="" flags="--backend --json --help" ;;
 	" migrate save") cmds="" flags="--backend --resume --help" ;;

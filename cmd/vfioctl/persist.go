@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vfioctl/vfioctl/mdev"
 	"github.com/vfioctl/vfioctl/pci"
 )
 
@@ -24,25 +25,30 @@ const (
 
 func udevRule(bin string) string {
 	return `# Written by vfioctl persist install: each device saved by
-# "vfioctl bind --persist" is bound to vfio-pci as it appears.
+# "vfioctl bind --persist" is bound to vfio-pci as it appears, and the
+# mediated devices defined by "vfioctl mdev create --persist" are created
+# when their parent's driver registers.
 ACTION=="add", SUBSYSTEM=="pci", TEST=="` + pci.PersistDir + `/$kernel.json", RUN+="` + bin + ` persist apply $kernel"
+ACTION=="change", ENV{MDEV_STATE}=="registered", TEST=="` + mdev.DefinitionsDir + `", RUN+="` + bin + ` mdev start --parent $kernel"
 `
 }
 
 func systemdUnit(bin string) string {
 	return `# Written by vfioctl persist install.
 [Unit]
-Description=Bind the devices saved by vfioctl bind --persist to vfio-pci
+Description=Bind the devices saved by vfioctl bind --persist to vfio-pci and create the mediated devices defined by vfioctl mdev create --persist
 DefaultDependencies=no
 After=systemd-modules-load.service systemd-udevd.service
 Before=sysinit.target network-pre.target
 Wants=network-pre.target
-ConditionDirectoryNotEmpty=` + pci.PersistDir + `
+ConditionDirectoryNotEmpty=|` + pci.PersistDir + `
+ConditionDirectoryNotEmpty=|` + mdev.DefinitionsDir + `
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=` + bin + ` persist apply
+ExecStart=-` + bin + ` persist apply
+ExecStart=` + bin + ` mdev start
 
 [Install]
 WantedBy=sysinit.target
@@ -107,7 +113,7 @@ type persistResult struct {
 func persistCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "persist",
-		Usage: "bindings kept across reboots (bind --persist, unbind --persist)",
+		Usage: "bindings kept across reboots (bind --persist, unbind --persist; mediated devices: mdev create --persist)",
 		UsageText: `vfioctl persist list [--json]
    vfioctl persist apply [ADDRESS]
    vfioctl persist install [--root DIR] [--bin PATH]
@@ -115,7 +121,11 @@ func persistCommand() *cli.Command {
 Saved bindings live in ` + pci.PersistDir + `, a file per device. At boot a udev
 rule (as each device appears) and a systemd unit (once, before the network is
 configured) run "vfioctl persist apply", which binds each saved device with
-the options it was saved with. "bind --persist" installs both hooks.`,
+the options it was saved with. Mediated devices defined with "mdev create
+--persist" live in ` + mdev.DefinitionsDir + `: the unit runs "vfioctl mdev start"
+after the bindings, and the rule runs "vfioctl mdev start --parent P" when
+a parent's driver registers. "bind --persist" and "mdev create --persist"
+install both hooks.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "list",
@@ -138,7 +148,7 @@ failure makes the exit status 1.`,
 			},
 			{
 				Name:  "install",
-				Usage: "write the udev rule and the enabled systemd unit that apply the saved bindings at boot",
+				Usage: "write the udev rule and the enabled systemd unit that apply the saved bindings and mdev definitions at boot",
 				UsageText: `vfioctl persist install [--root DIR] [--bin PATH]
    vfioctl persist install                      on this host
    vfioctl persist install --root /mnt/image    into an image being built`,

@@ -142,6 +142,18 @@ func (u uart) check(what string, s uartState) {
 	}
 }
 
+// marshal and unmarshalUART keep a state in a file across boots.
+func (s uartState) marshal() []byte {
+	return append([]byte{s.scr, s.mcr, s.divLo, s.divHi, s.lcr}, s.fifo...)
+}
+
+func unmarshalUART(t *testing.T, b []byte) uartState {
+	if len(b) < 6 {
+		t.Fatalf("a saved UART state of %d bytes", len(b))
+	}
+	return uartState{scr: b[0], mcr: b[1], divLo: b[2], divHi: b[3], lcr: b[4], fifo: b[5:]}
+}
+
 func randomUART(t *testing.T) uartState {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

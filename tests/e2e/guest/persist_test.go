@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -12,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vfioctl/vfioctl/mdev"
 	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 // The persistence tests run in two boots of their own (TestVMPersist on
@@ -120,6 +123,51 @@ func TestPersistSave(t *testing.T) {
 		t.Errorf("persist list: %+v", list)
 	}
 	mustExit(t, 6, "persist", "apply", d.dropped) // no saved binding
+	saveMdev(t)
+}
+
+// The mediated device TestVMPersist carries across its two boots, and
+// where its migration stream and the state it holds are kept.
+const (
+	persistMdev   = "5f0c6a41-2d6e-4c1b-9e3a-7b8d0f1e2a3c"
+	persistStream = "/etc/vfioctl-test/mtty.state"
+	persistWant   = "/etc/vfioctl-test/mtty.want"
+)
+
+// saveMdev (first boot): an mtty created --persist, its UART programmed,
+// its state saved by vfioctl migrate save to the state disk.
+func saveMdev(t *testing.T) {
+	needMdev(t, "mtty")
+	var res struct {
+		UUID    string           `json:"uuid"`
+		Defined *mdev.Definition `json:"defined"`
+		Hooks   []string         `json:"hooks_installed"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "mdev", "create", "--persist", "--json", "--uuid", persistMdev, "mtty", "mtty-2")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.UUID != persistMdev || res.Defined == nil || res.Defined.Type != "mtty-2" || len(res.Hooks) != 0 {
+		t.Errorf("mdev create --persist (hooks already installed by bind --persist): %+v", res)
+	}
+	want := randomUART(t)
+	h, err := vfio.Open(persistMdev, &vfio.Options{Backend: vfio.Legacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	openUART(t, h).program(want)
+	h.Close()
+	if err := os.MkdirAll(filepath.Dir(persistStream), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustExit(t, 0, "migrate", "save", persistMdev, persistStream)
+	if err := os.WriteFile(persistWant, want.marshal(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(persistStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mtty %s defined; its state saved: %d bytes", persistMdev, fi.Size())
 }
 
 // TestPersistApply (second, fresh boot): nothing is bound at first; the
@@ -142,12 +190,15 @@ func TestPersistApply(t *testing.T) {
 	if l, err := os.Readlink("/etc/systemd/system/sysinit.target.wants/vfioctl-persist.service"); err != nil || l != "../vfioctl-persist.service" || !strings.Contains(unit, "WantedBy=sysinit.target") {
 		t.Errorf("the unit is not enabled: link %q (%v)", l, err)
 	}
-	execStart := field(t, unit, `(?m)^ExecStart=(.*)$`)
-	out, err := exec.Command("/bin/sh", "-c", execStart).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ExecStart %q: %v\n%s", execStart, err, out)
+	// Each ExecStart in order, as systemd runs a oneshot's ("-": its
+	// failure does not stop the next).
+	for _, m := range regexp.MustCompile(`(?m)^ExecStart=(-?)(.*)$`).FindAllStringSubmatch(unit, -1) {
+		out, err := exec.Command("/bin/sh", "-c", m[2]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ExecStart %q: %v\n%s", m[2], err, out)
+		}
+		t.Logf("ExecStart=%s:\n%s", m[2], out)
 	}
-	t.Logf("ExecStart=%s:\n%s", execStart, out)
 	if drv := sysfsDriver(d.nic); drv != pci.VFIODriver {
 		t.Errorf("after the unit the NIC is on %q", drv)
 	}
@@ -195,6 +246,58 @@ func TestPersistApply(t *testing.T) {
 	}
 	if drv := sysfsDriver(d.nic); drv != pci.VFIODriver {
 		t.Errorf("after the udev rule the NIC is on %q", drv)
+	}
+	applyMdev(t, rule)
+}
+
+// applyMdev (second boot, after the unit ran): the defined mtty is back;
+// the state saved in the first boot loads into it; removed, it comes back
+// through the udev rule's mdev line; remove --persist forgets it.
+func applyMdev(t *testing.T, rule string) {
+	needMdev(t, "mtty")
+	var defs []struct {
+		UUID   string `json:"uuid"`
+		Exists bool   `json:"exists"`
+	}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "mdev", "list", "--defined", "--json")), &defs); err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) != 1 || defs[0].UUID != persistMdev || !defs[0].Exists {
+		t.Fatalf("after the unit, mdev list --defined: %+v; want %s, existing", defs, persistMdev)
+	}
+	mustExit(t, 0, "migrate", "load", persistMdev, persistStream)
+	want := unmarshalUART(t, []byte(readFile(t, persistWant)))
+	h, err := vfio.Open(persistMdev, &vfio.Options{Backend: vfio.Legacy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	openUART(t, h).check("the mtty of the second boot, loaded with the first boot's state", want)
+	h.Close()
+
+	if err := mdev.Remove(persistMdev); err != nil {
+		t.Fatal(err)
+	}
+	var run string
+	for _, l := range strings.Split(rule, "\n") {
+		if strings.Contains(l, `ENV{MDEV_STATE}=="registered"`) {
+			run = field(t, l, `RUN\+="([^"]*)"`)
+		}
+	}
+	if run == "" {
+		t.Fatalf("the rule has no line for a registering mdev parent:\n%s", rule)
+	}
+	cmd := strings.ReplaceAll(run, "$kernel", "mtty")
+	if out, err := exec.Command("/bin/sh", "-c", cmd).CombinedOutput(); err != nil || !strings.Contains(strings.Join(strings.Fields(string(out)), " "), persistMdev+" created") {
+		t.Errorf("RUN %q: %v\n%s", cmd, err, out)
+	}
+	if _, err := mdev.Get(persistMdev); err != nil {
+		t.Errorf("after the rule's mdev line: %v", err)
+	}
+	if out := mustExit(t, 0, "mdev", "remove", "--persist", persistMdev); !strings.Contains(out, "definition deleted") {
+		t.Errorf("mdev remove --persist: %s", out)
+	}
+	if out := mustExit(t, 0, "mdev", "start"); strings.TrimSpace(out) != "" {
+		t.Errorf("mdev start with nothing defined: %q", out)
 	}
 }
 
