@@ -1,18 +1,17 @@
 package mdev
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/internal/records"
 	"github.com/vfioctl/vfioctl/internal/sysfs"
 )
 
@@ -33,8 +32,6 @@ type Definition struct {
 	Saved  string `json:"saved"` // RFC 3339
 }
 
-func definitionPath(uuid string) string { return filepath.Join(DefinitionsDir, uuid+".json") }
-
 // Define saves a definition (replacing one of the same UUID). It creates
 // nothing now: Create or Start does that. As mdevctl define.
 func Define(parent, typ, uuid string) (Definition, error) {
@@ -46,15 +43,7 @@ func Define(parent, typ, uuid string) (Definition, error) {
 	case parent == "" || typ == "" || strings.ContainsAny(parent+typ, "/\n"):
 		return d, c.Refuse(unix.EINVAL, "a parent and a type are names, as Parents lists them")
 	}
-	if err := os.MkdirAll(DefinitionsDir, 0o755); err != nil {
-		return d, c.Fail(err)
-	}
-	b, _ := json.MarshalIndent(d, "", "  ")
-	tmp := definitionPath(uuid) + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return d, c.Fail(err)
-	}
-	if err := os.Rename(tmp, definitionPath(uuid)); err != nil {
+	if err := records.Write(DefinitionsDir, uuid, d); err != nil {
 		return d, c.Fail(err)
 	}
 	return d, nil
@@ -66,8 +55,8 @@ func Undefine(uuid string) error {
 	if !sysfs.IsMdevName(uuid) {
 		return kernel.Call{Op: "undefine mdev", Object: uuid}.Refuse(unix.EINVAL, "not a lowercase UUID")
 	}
-	err := os.Remove(definitionPath(uuid))
-	if errors.Is(err, os.ErrNotExist) {
+	err := records.Delete(DefinitionsDir, uuid)
+	if errors.Is(err, records.ErrNone) {
 		return fmt.Errorf("mdev: %s: %w", uuid, ErrNotDefined)
 	}
 	return err
@@ -75,30 +64,16 @@ func Undefine(uuid string) error {
 
 // Definitions lists the saved definitions, by UUID.
 func Definitions() ([]Definition, error) {
-	ents, err := os.ReadDir(DefinitionsDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ds, err := records.List(DefinitionsDir, func(name string, d Definition) error {
+		if !sysfs.IsMdevName(d.UUID) || d.UUID != name {
+			return fmt.Errorf("defines %q", d.UUID)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mdev: definition %w", err)
 	}
-	var out []Definition
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(DefinitionsDir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		var d Definition
-		if err := json.Unmarshal(b, &d); err != nil || !sysfs.IsMdevName(d.UUID) || d.UUID+".json" != e.Name() {
-			return nil, fmt.Errorf("mdev: %s is not a definition (%v)", filepath.Join(DefinitionsDir, e.Name()), err)
-		}
-		out = append(out, d)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UUID < out[j].UUID })
-	return out, nil
+	return ds, nil
 }
 
 // Started is what Start did with one definition.

@@ -1,14 +1,12 @@
 package pci
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 	"time"
+
+	"github.com/vfioctl/vfioctl/internal/records"
 )
 
 // PersistDir keeps the bindings that outlive a reboot, one JSON file per
@@ -35,8 +33,6 @@ func (p Persisted) Options() BindOptions {
 	return BindOptions{Group: p.Group, Force: p.Force, NoIOMMU: p.NoIOMMU, Owner: p.Owner}
 }
 
-func persistPath(addr string) string { return filepath.Join(PersistDir, addr+".json") }
-
 // Persist saves a binding for addr with opts (replacing one saved before).
 // It binds nothing now: Bind does that.
 func Persist(addr string, opts BindOptions) (Persisted, error) {
@@ -46,15 +42,7 @@ func Persist(addr string, opts BindOptions) (Persisted, error) {
 	}
 	p := Persisted{Address: a.String(), Group: opts.Group, Force: opts.Force, NoIOMMU: opts.NoIOMMU, Owner: opts.Owner,
 		Saved: time.Now().UTC().Format(time.RFC3339)}
-	if err := os.MkdirAll(PersistDir, 0o755); err != nil {
-		return p, fmt.Errorf("pci: %w", err)
-	}
-	b, _ := json.MarshalIndent(p, "", "  ")
-	tmp := persistPath(p.Address) + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return p, fmt.Errorf("pci: save binding: %w", err)
-	}
-	if err := os.Rename(tmp, persistPath(p.Address)); err != nil {
+	if err := records.Write(PersistDir, p.Address, p); err != nil {
 		return p, fmt.Errorf("pci: save binding: %w", err)
 	}
 	return p, nil
@@ -67,8 +55,8 @@ func Unpersist(addr string) error {
 	if err != nil {
 		return err
 	}
-	err = os.Remove(persistPath(a.String()))
-	if errors.Is(err, os.ErrNotExist) {
+	err = records.Delete(PersistDir, a.String())
+	if errors.Is(err, records.ErrNone) {
 		return fmt.Errorf("pci: %s: %w", a, ErrNotPersisted)
 	}
 	return err
@@ -76,41 +64,20 @@ func Unpersist(addr string) error {
 
 // ListPersisted returns the saved bindings, sorted by address.
 func ListPersisted() ([]Persisted, error) {
-	ents, err := os.ReadDir(PersistDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ps, err := records.List(PersistDir, checkPersisted)
 	if err != nil {
-		return nil, fmt.Errorf("pci: %w", err)
+		return nil, fmt.Errorf("pci: saved binding %w", err)
 	}
-	var out []Persisted
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		p, err := readPersisted(filepath.Join(PersistDir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
-	return out, nil
+	return ps, nil
 }
 
-func readPersisted(path string) (Persisted, error) {
-	var p Persisted
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return p, fmt.Errorf("pci: %w", err)
+// checkPersisted refuses a saved binding whose file is not named for its
+// device.
+func checkPersisted(name string, p Persisted) error {
+	if _, err := ParseAddress(p.Address); err != nil || p.Address != name {
+		return fmt.Errorf("names device %q", p.Address)
 	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("pci: saved binding %s: %w", path, err)
-	}
-	if _, err := ParseAddress(p.Address); err != nil || p.Address+".json" != filepath.Base(path) {
-		return p, fmt.Errorf("pci: saved binding %s names device %q", path, p.Address)
-	}
-	return p, nil
+	return nil
 }
 
 // Applied is what ApplyPersisted did for one saved binding.
@@ -133,7 +100,7 @@ func ApplyPersisted(addr string) ([]Applied, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := readPersisted(persistPath(a.String()))
+		p, err := records.Read(records.Path(PersistDir, a.String()), checkPersisted)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("pci: %s: %w", a, ErrNotPersisted)
 		}

@@ -195,21 +195,9 @@ func mdevStart(c *cli.Context) error {
 		return usagef("mdev start takes no arguments (--parent names a parent)")
 	}
 	res, err := mdev.Start(c.String("parent"))
-	if res == nil && err != nil {
-		return err
-	}
-	if res == nil {
-		res = []mdev.Started{}
-	}
-	if eerr := emit(c, res, func(w io.Writer) {
+	return emitResults(c, res, len(res), func(w io.Writer) {
 		for _, r := range res {
 			fprintf(w, "%s\t%s\t%s\n", r.UUID, r.Result, r.Error)
 		}
-	}); eerr != nil {
-		return eerr
-	}
-	if err != nil {
-		return cli.Exit("", exitFailure)
-	}
-	return nil
+	}, err)
 }

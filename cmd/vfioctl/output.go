@@ -16,6 +16,22 @@ import (
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts instead of text"}
 
 // emit prints v as JSON with --json, else calls text.
+// emitResults prints what a batch did (each item's result in v) and then
+// fails with exit 1 if err reports some item's failure; an err with no
+// results at all is returned as it is.
+func emitResults(c *cli.Context, v any, n int, text func(w io.Writer), err error) error {
+	if n == 0 && err != nil {
+		return err
+	}
+	if eerr := emit(c, v, text); eerr != nil {
+		return eerr
+	}
+	if err != nil {
+		return cli.Exit("", exitFailure)
+	}
+	return nil
+}
+
 func emit(c *cli.Context, v any, text func(w io.Writer)) error {
 	w := c.App.Writer
 	if c.Bool("json") {

@@ -246,20 +246,11 @@ func persistApply(c *cli.Context) error {
 		}
 	}
 	res, err := pci.ApplyPersisted(c.Args().First())
-	if res == nil && err != nil {
-		return err
-	}
-	if eerr := emit(c, res, func(w io.Writer) {
+	return emitResults(c, res, len(res), func(w io.Writer) {
 		for _, r := range res {
 			fprintf(w, "%s\t%s\t%s\n", r.Address, r.Result, r.Error)
 		}
-	}); eerr != nil {
-		return eerr
-	}
-	if err != nil {
-		return cli.Exit("", exitFailure)
-	}
-	return nil
+	}, err)
 }
 
 // saveBinding records a --persist bind and installs the boot hooks.

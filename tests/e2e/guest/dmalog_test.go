@@ -7,7 +7,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
@@ -36,16 +35,7 @@ func TestDMALogging(t *testing.T) {
 		absent("DMA logging on edu", err)
 	})
 	t.Run("e1000e", func(t *testing.T) {
-		addr := findDevice(t, wantDevices["e1000e"])
-		if _, err := pci.Bind(addr, pci.BindOptions{Force: true}); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if _, err := pci.Restore(addr); err != nil {
-				t.Errorf("restore e1000e: %v", err)
-			}
-		}()
-		h, err := vfio.Open(addr, nil)
+		h, err := vfio.Open(bindE1000e(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

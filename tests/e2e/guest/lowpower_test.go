@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vfioctl/vfioctl/hack/qemu"
-	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
 	"github.com/vfioctl/vfioctl/vfioerr"
 )
@@ -48,15 +47,7 @@ func TestLowPower(t *testing.T) {
 			t.Errorf("edu after the refused entry is %s, want active (taken out of low power again)", st)
 		}
 	})
-	addr := findDevice(t, wantDevices["e1000e"])
-	if _, err := pci.Bind(addr, pci.BindOptions{Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := pci.Restore(addr); err != nil {
-			t.Errorf("restore e1000e: %v", err)
-		}
-	})
+	addr := bindE1000e(t)
 	for _, m := range mdevModes {
 		t.Run(m.name, func(t *testing.T) {
 			requireBackend(t, m.backend)

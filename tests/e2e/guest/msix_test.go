@@ -8,10 +8,10 @@ import (
 	"github.com/vfioctl/vfioctl/vfio"
 )
 
-// TestE1000eMSIX uses the e1000e, which edu cannot stand in for: its MSI-X
-// table BAR and vector count, as VFIO reports them, must match its MSI-X
-// capability in config space; an MSI-X vector fires its eventfd.
-func TestE1000eMSIX(t *testing.T) {
+// bindE1000e binds the NIC to vfio-pci (forced: the guest does not use
+// eth0) until the test ends, when e1000e gets it back.
+func bindE1000e(t *testing.T) string {
+	t.Helper()
 	addr := findDevice(t, wantDevices["e1000e"])
 	if _, err := pci.Bind(addr, pci.BindOptions{Force: true}); err != nil {
 		t.Fatal(err)
@@ -21,6 +21,14 @@ func TestE1000eMSIX(t *testing.T) {
 			t.Errorf("restore e1000e: %v", err)
 		}
 	})
+	return addr
+}
+
+// TestE1000eMSIX uses the e1000e, which edu cannot stand in for: its MSI-X
+// table BAR and vector count, as VFIO reports them, must match its MSI-X
+// capability in config space; an MSI-X vector fires its eventfd.
+func TestE1000eMSIX(t *testing.T) {
+	addr := bindE1000e(t)
 	h, err := vfio.Open(addr, nil)
 	if err != nil {
 		t.Fatal(err)
