@@ -29,3 +29,22 @@ func ExampleCreate() {
 		log.Fatal(err)
 	}
 }
+
+// An mtty made again at every boot, as mdevctl define does: the boot hooks
+// (vfioctl persist install) call Start. (Compiled, not run.)
+func ExampleDefine() {
+	d, err := mdev.Create("mtty", "mtty-2", "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := mdev.Define("mtty", "mtty-2", d.UUID); err != nil {
+		log.Fatal(err)
+	}
+	started, err := mdev.Start("") // at boot: creates what is defined and missing
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range started {
+		fmt.Println(s.UUID, s.Result) // d.UUID exists
+	}
+}

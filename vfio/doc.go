@@ -44,6 +44,16 @@
 // or IOAS, with the same Mapper; the shared objects live until the last
 // Handle is closed.
 //
+// # Device features
+//
+// What a VMM needs of a device beyond its regions and interrupts hangs off
+// Device: Migration (the v2 state machine, with Save, Load and Transfer),
+// Display and Plane (a vGPU's planes, as dma-bufs or a region),
+// EnterLowPower and ExitLowPower (runtime D3hot, with a wakeup eventfd),
+// and StartDMALogging (the device's own dirty-page log). Where the kernel
+// or the device's driver lacks one, or the call could not change anything,
+// the answer is vfioerr.ErrNotSupported saying which.
+//
 // # Closing
 //
 // Every object (Container, Group, Device, Eventfd, MMIO, Handle) keeps one

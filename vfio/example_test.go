@@ -12,6 +12,7 @@ import (
 	"github.com/vfioctl/vfioctl/dma"
 	"github.com/vfioctl/vfioctl/pci"
 	"github.com/vfioctl/vfioctl/vfio"
+	"github.com/vfioctl/vfioctl/vfioerr"
 )
 
 // TestMain runs the examples only inside the e2e VM (go test ./tests/e2e
@@ -131,4 +132,60 @@ func ExampleSPAPR_CreateWindow() {
 		log.Fatal(err)
 	}
 	fmt.Printf("window %v, buffer at %#x\n", w.Range, w.Start)
+}
+
+// A vGPU's console: the primary plane of a mediated device's display and,
+// for dma-buf displays, the buffer a compositor imports. (Compiled, not
+// run: it needs a device with a display, such as the mbochs sample.)
+func ExampleDevice_Plane() {
+	h, err := vfio.Open("8df7c7c8-835b-4422-93fb-bfc6d8e30f10", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	d := h.Device()
+	kind, err := d.Display()
+	if err != nil {
+		log.Fatal(err) // vfioerr.ErrNotSupported: no display
+	}
+	p, err := d.Plane(kind, vfio.PlanePrimary)
+	if err != nil || p.Empty() {
+		log.Fatal("nothing to show yet: ", err)
+	}
+	fmt.Println(p) // primary XR24 640x480 stride 2560, 1228800 bytes in dma-buf 1
+	if kind == vfio.DisplayDMABuf {
+		f, err := d.PlaneDMABuf(p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+	}
+}
+
+// An idle device put in D3hot until it is needed again, woken by the
+// kernel (and told through the eventfd) if something touches it first.
+// (Compiled, not run: it needs a device with the PCI power-management
+// capability on a kernel with runtime PM.)
+func ExampleDevice_EnterLowPower() {
+	h, err := vfio.Open("0000:01:00.0", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	wake, err := vfio.CreateEventfd()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer wake.Close()
+	state, err := h.Device().EnterLowPower(wake)
+	if errors.Is(err, vfioerr.ErrNotSupported) {
+		log.Fatal("low power would change nothing here: ", err)
+	}
+	fmt.Println("now in", state) // D3hot
+	if n, _ := wake.Wait(time.Second); n > 0 {
+		fmt.Println("woken: back in D0")
+	}
+	if err := h.Device().ExitLowPower(); err != nil {
+		log.Fatal(err)
+	}
 }
