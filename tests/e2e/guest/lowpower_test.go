@@ -47,6 +47,12 @@ func TestLowPower(t *testing.T) {
 			t.Errorf("edu after the refused entry is %s, want active (taken out of low power again)", st)
 		}
 	})
+	if Profile == "pseries" || Profile == "smmuv3" {
+		// The other architectures' machines carry only the edus: edu's
+		// refusal above is what runtime PM can show there.
+		t.Logf("%s: runtime PM on, edu refused (no PM capability); this machine has no e1000e", Profile)
+		return
+	}
 	addr := bindE1000e(t)
 	for _, m := range mdevModes {
 		t.Run(m.name, func(t *testing.T) {
