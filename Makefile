@@ -11,7 +11,7 @@
 #   make e2e    the guest suite in every kernel and vIOMMU, and the harness's own tests
 #   make bench  the guest benchmarks (map+unmap per mode, 256 MiB three ways; the userspace NVMe driver against the kernel's)
 #   make docs   regenerate the shell completions and the manual page from the CLI
-#   make install  vfioctl, vfioctl-device-plugin, the manual page and the completions under $(DESTDIR)$(PREFIX)
+#   make install  vfioctl, vfioctl-device-plugin, vfioctl-dra-driver, the manual page and the completions under $(DESTDIR)$(PREFIX)
 
 SHELL := /bin/bash
 GO ?= go
@@ -49,6 +49,7 @@ deps:
 	@dpkg-query -W -f '$${Package} $${Version}\n' linux-source-6.12 linux-source-6.1 qemu-system-x86
 	$(GO) mod download
 	cd deviceplugin && $(GO) mod download
+	cd dra && $(GO) mod download
 
 kernels:
 	hack/qemu/kernel.sh legacy compat linux61 iommufdtest arm64 ppc64le headers source
@@ -62,6 +63,7 @@ lint:
 	$(GO) mod tidy -diff
 	cd examples/vmm && $(GO) mod tidy -diff && $(GO) vet ./...
 	cd deviceplugin && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd dra && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 	GOTOOLCHAIN=$(MIN_GO) $(GO) build ./...
 	GOTOOLCHAIN=$(MIN_GO) $(GO) vet ./...
 
@@ -70,6 +72,7 @@ lint:
 unit:
 	$(GO) test -race -count=1 -short $$($(GO) list ./... | grep -v /tests/e2e)
 	cd deviceplugin && $(GO) test -race -count=1 ./...
+	cd dra && $(GO) test -race -count=1 ./...
 
 e2e: kernels
 	$(GO) test -count=1 -p 1 -timeout 60m ./tests/e2e ./hack/qemu
@@ -93,7 +96,9 @@ install:
 	$(GO) build -o bin/vfioctl ./cmd/vfioctl
 	cd deviceplugin && $(GO) build -o ../bin/vfioctl-device-plugin ./cmd/vfioctl-device-plugin
 	install -D -m 0755 bin/vfioctl $(DESTDIR)$(PREFIX)/bin/vfioctl
+	cd dra && $(GO) build -o ../bin/vfioctl-dra-driver ./cmd/vfioctl-dra-driver
 	install -D -m 0755 bin/vfioctl-device-plugin $(DESTDIR)$(PREFIX)/bin/vfioctl-device-plugin
+	install -D -m 0755 bin/vfioctl-dra-driver $(DESTDIR)$(PREFIX)/bin/vfioctl-dra-driver
 	install -D -m 0644 docs/man/vfioctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/vfioctl.8
 	install -D -m 0644 completions/vfioctl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vfioctl
 	install -D -m 0644 completions/_vfioctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vfioctl

@@ -19,7 +19,7 @@ import (
 )
 
 // guestPackages run inside every boot.
-var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./deviceplugin/guest"}
+var guestPackages = []string{"./tests/e2e/guest", "./vfio", "./nvme", "./deviceplugin/guest", "./dra/guest"}
 
 // ArmTests are the guest tests of the arm64 boot: those that need only
 // the edus, and the SMMUv3's own.

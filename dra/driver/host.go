@@ -1,0 +1,112 @@
+package driver
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"k8s.io/dynamic-resource-allocation/deviceattribute"
+
+	"github.com/vfioctl/vfioctl/cdi"
+	"github.com/vfioctl/vfioctl/internal/kernel"
+	"github.com/vfioctl/vfioctl/pci"
+)
+
+// Host is what the driver does to the machine: the pci and cdi packages
+// on a real node (SysfsHost), a fake in tests.
+type Host interface {
+	Devices() ([]*pci.Device, error)
+	Groups() (map[int]*pci.Group, error)
+	Get(addr string) (*pci.Device, error)
+	Bind(addr string, o pci.BindOptions) ([]pci.Bound, error)
+	Restore(addr string) (string, error)
+	SetOwner(addr string, o pci.Owner) error
+	// WriteSpec writes the CDI spec of kind for addrs under policy into
+	// dir and returns each address's CDI name and the backend chosen.
+	WriteSpec(addrs []string, p cdi.Policy, kind, dir string) (names map[string]string, backend string, err error)
+	RemoveSpec(kind, dir string) error
+	PCIeRoot(addr string) (string, error)
+	CdevSupported() bool
+}
+
+// SysfsHost is the real machine.
+type SysfsHost struct{}
+
+func (SysfsHost) Devices() ([]*pci.Device, error) { return pci.List() }
+
+func (SysfsHost) Groups() (map[int]*pci.Group, error) {
+	gs, err := pci.Groups()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]*pci.Group{}
+	for _, g := range gs {
+		out[g.ID] = g
+	}
+	return out, nil
+}
+
+func (SysfsHost) Get(addr string) (*pci.Device, error) { return pci.Get(addr) }
+
+func (SysfsHost) Bind(addr string, o pci.BindOptions) ([]pci.Bound, error) { return pci.Bind(addr, o) }
+
+// Restore gives the device back to the driver pci.Bind recorded; a device
+// that had none (Bind records nothing then) is released from vfio-pci.
+func (SysfsHost) Restore(addr string) (string, error) {
+	drv, err := pci.Restore(addr)
+	if errors.Is(err, pci.ErrNoRecord) {
+		return pci.Unbind(addr)
+	}
+	return drv, err
+}
+
+func (SysfsHost) SetOwner(addr string, o pci.Owner) error {
+	_, err := pci.SetOwner(addr, o)
+	return err
+}
+
+func (SysfsHost) WriteSpec(addrs []string, p cdi.Policy, kind, dir string) (map[string]string, string, error) {
+	spec, ns, err := cdi.Generate(addrs, p, kind)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := cdi.Write(spec, dir); err != nil {
+		return nil, "", err
+	}
+	names := map[string]string{}
+	for _, a := range addrs {
+		names[a] = cdi.Name(kind, a)
+	}
+	return names, ns.Backend, nil
+}
+
+func (SysfsHost) RemoveSpec(kind, dir string) error { return cdi.Remove(kind, dir) }
+
+func (SysfsHost) PCIeRoot(addr string) (string, error) {
+	a, err := deviceattribute.GetPCIeRootAttributeByPCIBusID(addr)
+	if err != nil || a.Value.StringValue == nil {
+		return "", err
+	}
+	return *a.Value.StringValue, nil
+}
+
+// CdevSupported reports whether the kernel gives VFIO devices a cdev
+// (VFIO_DEVICE_CDEV, Linux 6.6): a vfio-dev class device with a char
+// device number says so exactly (6.1 to 6.5 have the class without one);
+// with no VFIO device yet, Linux 6.6 or later with /dev/iommu (the cdev
+// needs iommufd), and not POWER (its SPAPR TCE IOMMU excludes the cdev).
+func (SysfsHost) CdevSupported() bool {
+	devs, _ := filepath.Glob("/sys/class/vfio-dev/*")
+	for _, d := range devs {
+		if _, err := os.Stat(filepath.Join(d, "dev")); err == nil {
+			return true
+		}
+	}
+	if len(devs) > 0 || strings.HasPrefix(runtime.GOARCH, "ppc64") || kernel.Before("6.6") {
+		return false
+	}
+	_, err := os.Stat("/dev/iommu")
+	return err == nil
+}
