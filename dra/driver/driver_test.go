@@ -162,6 +162,14 @@ func TestPublish(t *testing.T) {
 	if _, ok := a[AttrNUMA]; ok {
 		t.Error("numaNode published for a device without NUMA affinity")
 	}
+	// SR-IOV: a PF and its VF, each alone in its group.
+	pf := &pci.Device{Address: "0000:04:00.0", Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, IOMMUGroup: 20, TotalVFs: 2, VirtFns: []string{"0000:04:00.1"}, NUMANode: 0}
+	vf := &pci.Device{Address: "0000:04:00.1", Vendor: 0x1b36, Device: 0x0010, Class: 0x010802, IOMMUGroup: 21, PhysFn: pf.Address, NUMANode: 0}
+	sriov, _ := Publish([]*pci.Device{pf, vf}, Selection{Classes: []string{"0108"}}, map[int]*pci.Group{20: {ID: 20, Devices: []string{pf.Address}}, 21: {ID: 21, Devices: []string{vf.Address}}}, h)
+	if len(sriov) != 2 || *sriov[0].Device.Attributes[AttrSRIOV].StringValue != "pf" || *sriov[1].Device.Attributes[AttrSRIOV].StringValue != "vf" ||
+		*sriov[1].Device.Attributes[AttrPhysFn].StringValue != pf.Address || *sriov[1].Device.Attributes[AttrNUMA].IntValue != 0 {
+		t.Errorf("SR-IOV devices: %+v", sriov)
+	}
 	// One member of group 9 alone: the group is not published, and says why.
 	pub, skipped = Publish(devs, Selection{Addresses: []string{"0000:03:01.0"}}, h.groups, h)
 	if len(pub) != 0 || !strings.Contains(skipped["0000:03:01.0"], "also holds 0000:03:02.0") {

@@ -166,6 +166,11 @@ func TestDRA(t *testing.T) {
 		if err != nil || len(devs) != 2 {
 			t.Fatalf("prepare: %v, %v", devs, err)
 		}
+		// The bind shows in the slice: the claimed edu's driver attribute.
+		kubelettest.WaitSlice(t, n.client, func(s *resourceapi.ResourceSlice) bool {
+			i := slices.IndexFunc(s.Spec.Devices, func(d resourceapi.Device) bool { return d.Name == claimed[0] })
+			return i >= 0 && str(s.Spec.Devices[i].Attributes, driver.AttrDriver) == pci.VFIODriver
+		})
 		for _, a := range []string{edus[0], nvme} {
 			if d, _ := pci.Get(a); d.Driver != pci.VFIODriver {
 				t.Errorf("after prepare %s is on %q", a, d.Driver)
@@ -220,6 +225,10 @@ func TestDRA(t *testing.T) {
 		if pub, _ := cdi.List(n.cdiDir); len(pub) != 0 {
 			t.Errorf("after unprepare the specs still publish %v", pub)
 		}
+		kubelettest.WaitSlice(t, n.client, func(s *resourceapi.ResourceSlice) bool {
+			i := slices.IndexFunc(s.Spec.Devices, func(d resourceapi.Device) bool { return d.Name == claimed[1] })
+			return i >= 0 && str(s.Spec.Devices[i].Attributes, driver.AttrDriver) == "nvme"
+		})
 		if err := k.Unprepare(ctx, "default", "vm", "uid-vm"); err != nil {
 			t.Errorf("a second unprepare: %v", err)
 		}

@@ -48,6 +48,25 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "a kubeconfig (default: the in-cluster service account)")
 	interval := flag.Duration("interval", 10*time.Second, "how often the node's devices are rescanned")
 	verbose := flag.Bool("v", false, "debug logs (why each picked function is not published)")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), `vfioctl-dra-driver: a DRA kubelet plugin for VFIO devices (driver vfio.vfioctl.dev)
+
+Publishes the PCI functions --select picks in this node's ResourceSlice, binds
+a claim's devices to vfio-pci when a pod needs them, writes one CDI spec per
+claim and gives the devices back to their drivers when the pod is gone.
+
+Examples:
+  vfioctl-dra-driver --node-name "$NODE_NAME" --select 1234:11e8
+  vfioctl-dra-driver --node-name "$NODE_NAME" --select class=0108,class=02
+  vfioctl-dra-driver --node-name "$NODE_NAME" --select addr=0000:03:00.0 --backend require-iommufd --owner 107:107
+  vfioctl-dra-driver --kubeconfig ~/.kube/config --node-name node1 --select class=0108 -v   outside a cluster
+
+Exit status: 0 stopped by a signal, 1 a fatal error while serving, 2 bad flags.
+
+Flags:
+`)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	level := slog.LevelInfo
 	if *verbose {
