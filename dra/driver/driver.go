@@ -307,6 +307,8 @@ func (d *Driver) unprepare(uid string) error {
 		case err != nil:
 			errs = append(errs, err.Error())
 			continue
+		case now.Driver == b.Previous:
+			continue // given back by an earlier, partly failed, unprepare
 		case now.Driver != pci.VFIODriver:
 			d.log.Warn("unprepare: device rebound by someone else, left as it is", "claim", who, "address", b.Address, "driver", now.Driver)
 			continue

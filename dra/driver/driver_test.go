@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -22,6 +23,7 @@ import (
 // and 4, a NIC in use (group 5), a pair behind a bridge sharing group 9,
 // a function with no group.
 type fakeHost struct {
+	mu       sync.Mutex // Serve rescans while the test and the gRPC handlers change it
 	devs     map[string]*pci.Device
 	groups   map[int]*pci.Group
 	prev     map[string]string
@@ -56,6 +58,8 @@ func newFakeHost() *fakeHost {
 }
 
 func (h *fakeHost) Devices() ([]*pci.Device, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var out []*pci.Device
 	for _, d := range h.devs {
 		c := *d
@@ -65,9 +69,15 @@ func (h *fakeHost) Devices() ([]*pci.Device, error) {
 	return out, nil
 }
 
-func (h *fakeHost) Groups() (map[int]*pci.Group, error) { return h.groups, nil }
+func (h *fakeHost) Groups() (map[int]*pci.Group, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.groups, nil
+}
 
 func (h *fakeHost) Get(addr string) (*pci.Device, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	d, ok := h.devs[addr]
 	if !ok {
 		return nil, fmt.Errorf("pci: %s: %w", addr, pci.ErrNoDevice)
@@ -77,6 +87,8 @@ func (h *fakeHost) Get(addr string) (*pci.Device, error) {
 }
 
 func (h *fakeHost) Bind(addr string, o pci.BindOptions) ([]pci.Bound, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	d := h.devs[addr]
 	if d.Driver == "e1000e" && !o.Force {
 		return nil, &pci.UnsafeError{Address: addr, Reasons: []string{"network interface eth0 is up with addresses 10.0.2.15/24"}}
@@ -101,6 +113,8 @@ func (h *fakeHost) Bind(addr string, o pci.BindOptions) ([]pci.Bound, error) {
 }
 
 func (h *fakeHost) Restore(addr string) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.busy[addr] {
 		return "", &pci.BusyError{Address: addr, Holders: []pci.Holder{{PID: 42, Comm: "qemu-system-x86_64", Path: "/dev/vfio/9"}}}
 	}
@@ -112,6 +126,8 @@ func (h *fakeHost) Restore(addr string) (string, error) {
 func (h *fakeHost) SetOwner(addr string, o pci.Owner) error { return nil }
 
 func (h *fakeHost) WriteSpec(addrs []string, p cdi.Policy, kind, dir string) (map[string]string, string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if p == cdi.RequireIOMMUFD && !h.cdev {
 		return nil, "", cdi.ErrNoIOMMUFD
 	}
@@ -124,12 +140,32 @@ func (h *fakeHost) WriteSpec(addrs []string, p cdi.Policy, kind, dir string) (ma
 }
 
 func (h *fakeHost) RemoveSpec(kind, dir string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	delete(h.specs, kind)
 	return nil
 }
 
 func (h *fakeHost) PCIeRoot(addr string) (string, error) { return "pci0000:00", nil }
-func (h *fakeHost) CdevSupported() bool                  { return h.cdev }
+
+func (h *fakeHost) CdevSupported() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cdev
+}
+
+// driver is addr's driver now; remove takes addr off the bus.
+func (h *fakeHost) driver(addr string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.devs[addr].Driver
+}
+
+func (h *fakeHost) remove(addr string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.devs, addr)
+}
 
 func TestPublish(t *testing.T) {
 	h := newFakeHost()

@@ -39,7 +39,7 @@ func TestServe(t *testing.T) {
 		t.Errorf("slice spec: %+v", s)
 	}
 	// A device leaves (removed from the host): the slice follows.
-	delete(h.devs, "0000:00:04.0")
+	h.remove("0000:00:04.0")
 	kubelettest.WaitSlice(t, client, func(s *resourceapi.ResourceSlice) bool { return len(s.Spec.Devices) == 3 })
 
 	// Prepare and unprepare through the DRA service.
@@ -51,13 +51,13 @@ func TestServe(t *testing.T) {
 	if err != nil || len(devs) != 1 || devs[0].DeviceName != "pci-0000-00-03-0" || len(devs[0].CdiDeviceIds) != 1 {
 		t.Fatalf("NodePrepareResources: %+v, %v", devs, err)
 	}
-	if h.devs["0000:00:03.0"].Driver != "vfio-pci" {
+	if h.driver("0000:00:03.0") != "vfio-pci" {
 		t.Error("prepare did not bind the device")
 	}
 	if err := k.Unprepare(ctx, "default", "vm", "uid-7"); err != nil {
 		t.Fatal(err)
 	}
-	if h.devs["0000:00:03.0"].Driver != "" {
+	if h.driver("0000:00:03.0") != "" {
 		t.Error("unprepare did not give the device back")
 	}
 }
