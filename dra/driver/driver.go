@@ -40,7 +40,7 @@ type Driver struct {
 	log  *slog.Logger
 	mu   sync.Mutex // one prepare or unprepare at a time, beside the helper's own serialization
 
-	fatal context.CancelCauseFunc // Serve's: a fatal background error ends it
+	fatal func(error) // Serve's: a fatal background error ends it
 }
 
 // New checks opts and returns a driver for host.

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -17,9 +18,18 @@ import (
 // fatal error (HandleError) stops it. opts add to or replace the helper's
 // options (socket directories, in tests).
 func (d *Driver) Serve(ctx context.Context, client kubernetes.Interface, interval time.Duration, opts ...kubeletplugin.Option) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	d.fatal = cancel
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var fatal error
+	var mu sync.Mutex
+	d.fatal = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fatal == nil {
+			fatal = err
+		}
+		cancel()
+	}
 	base := []kubeletplugin.Option{kubeletplugin.DriverName(d.opts.Name), kubeletplugin.NodeName(d.opts.NodeName), kubeletplugin.KubeClient(client)}
 	helper, err := kubeletplugin.Start(ctx, d, append(base, opts...)...)
 	if err != nil {
@@ -32,7 +42,7 @@ func (d *Driver) Serve(ctx context.Context, client kubernetes.Interface, interva
 	for {
 		res, pub, err := d.Resources()
 		if err != nil {
-			d.log.Error("scan", "err", err)
+			d.log.Warn("scan (tried again at the next interval)", "err", err) // sysfs changing under the scan
 		} else if now, _ := json.Marshal(res); string(now) != string(last) {
 			if err := helper.PublishResources(ctx, res); err != nil {
 				if ctx.Err() == nil {
@@ -49,10 +59,9 @@ func (d *Driver) Serve(ctx context.Context, client kubernetes.Interface, interva
 		}
 		select {
 		case <-ctx.Done():
-			if err := context.Cause(ctx); err != context.Canceled {
-				return err
-			}
-			return nil
+			mu.Lock()
+			defer mu.Unlock()
+			return fatal // nil when the caller ended it
 		case <-tick.C:
 		}
 	}
