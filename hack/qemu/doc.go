@@ -9,7 +9,10 @@
 // kernel console goes to a log kept when anything fails. KVM is used only
 // where a probe guest booted under it reaches userspace (Accel), TCG
 // otherwise; a boot whose init says nothing within NoProgressTimeout is
-// reported as making no progress instead of waiting out its timeout.
+// reported as making no progress instead of waiting out its timeout. A
+// boot whose kernel reports an RCU stall (a vCPU that stopped: the
+// emulator or the host failed the machine) is booted again once by Run,
+// which says so and keeps the stalled boot's console log (Stalled).
 //
 //	qemu.Run(t, qemu.Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./tests/e2e/guest"}})
 package qemu
