@@ -156,6 +156,9 @@ func (d *Driver) prepare(c *resourceapi.ResourceClaim) ([]kubeletplugin.Device, 
 		cp.Devices = append(cp.Devices, preparedDev{Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Addresses: p.Addresses})
 		addrs = append(addrs, p.Addresses...)
 	}
+	if len(addrs) == 0 {
+		return nil, nil // no device of this driver in the claim (an empty spec would name every bound device)
+	}
 	if err := d.notPreparedElsewhere(uid, addrs); err != nil {
 		return nil, fmt.Errorf("%s: %w", who, err)
 	}

@@ -344,6 +344,12 @@ func TestPrepareRefusals(t *testing.T) {
 	if len(h.binds) != 0 {
 		t.Errorf("refused claims bound %v", h.binds)
 	}
+	// A claim with no device of this driver: nothing bound, no spec.
+	other := claim("u7", "gpu", []string{"gpu-0"})
+	other.Status.Allocation.Devices.Results[0].Driver = "gpu.example.com"
+	if r := prepareOne(t, d, other); r.Err != nil || len(r.Devices) != 0 || len(h.specs) != 0 {
+		t.Errorf("a claim of another driver's device: %+v, specs %v", r, h.specs)
+	}
 	// require-iommufd where the kernel has no cdev: the bind is undone.
 	h.cdev = false
 	r := prepareOne(t, d, claim("u6", "vm", []string{"pci-0000-00-04-0"}, opaque(resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"vfio.vfioctl.dev/v1","kind":"Config","backend":"require-iommufd"}`)))
