@@ -7,6 +7,7 @@ package vfio
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
@@ -152,8 +153,8 @@ func Offers(bdf string) []Offer {
 	switch {
 	case !iommufd:
 		cdev.Why = noIOMMUFD
-	case bdf == "" && !exists("/sys/class/vfio-dev"):
-		cdev.OK, cdev.Why = false, "no device cdevs (/sys/class/vfio-dev): the kernel lacks CONFIG_VFIO_DEVICE_CDEV (Linux 6.6)"
+	case bdf == "" && !cdevKernel():
+		cdev.OK, cdev.Why = false, "no device cdevs: the kernel lacks CONFIG_VFIO_DEVICE_CDEV (Linux 6.6)"
 	case bdf != "" && sysfs.DeviceCdev(bdf) == "":
 		cdev.OK = false
 		if _, err := CdevPath(bdf); err != nil {
@@ -169,6 +170,21 @@ func Offers(bdf string) []Offer {
 }
 
 func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+// cdevKernel reports whether the kernel gives VFIO devices cdevs
+// (VFIO_DEVICE_CDEV, Linux 6.6), for a machine rather than one device: a
+// vfio-dev class device with a char device number says so; otherwise the
+// version decides, since Linux 6.1 to 6.5 register the vfio-dev class
+// without cdevs (and 6.12 lists no-IOMMU devices there without one).
+func cdevKernel() bool {
+	devs, _ := filepath.Glob("/sys/class/vfio-dev/*")
+	for _, d := range devs {
+		if exists(filepath.Join(d, "dev")) {
+			return true
+		}
+	}
+	return exists("/sys/class/vfio-dev") && !kernel.Before("6.6")
+}
 
 // missing is why a backend needing path is not offered, or "" when the
 // path exists.

@@ -2,16 +2,12 @@ package driver
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 
 	"k8s.io/dynamic-resource-allocation/deviceattribute"
 
 	"github.com/vfioctl/vfioctl/cdi"
-	"github.com/vfioctl/vfioctl/internal/kernel"
 	"github.com/vfioctl/vfioctl/pci"
+	"github.com/vfioctl/vfioctl/vfio"
 )
 
 // Host is what the driver does to the machine: the pci and cdi packages
@@ -92,21 +88,13 @@ func (SysfsHost) PCIeRoot(addr string) (string, error) {
 	return *a.Value.StringValue, nil
 }
 
-// CdevSupported reports whether the kernel gives VFIO devices a cdev
-// (VFIO_DEVICE_CDEV, Linux 6.6): a vfio-dev class device with a char
-// device number says so exactly (6.1 to 6.5 have the class without one);
-// with no VFIO device yet, Linux 6.6 or later with /dev/iommu (the cdev
-// needs iommufd), and not POWER (its SPAPR TCE IOMMU excludes the cdev).
+// CdevSupported is vfio.Offers' answer for the machine: whether the
+// kernel gives VFIO devices cdevs (the iommufd backend).
 func (SysfsHost) CdevSupported() bool {
-	devs, _ := filepath.Glob("/sys/class/vfio-dev/*")
-	for _, d := range devs {
-		if _, err := os.Stat(filepath.Join(d, "dev")); err == nil {
-			return true
+	for _, o := range vfio.Offers("") {
+		if o.Backend == vfio.Cdev {
+			return o.OK
 		}
 	}
-	if len(devs) > 0 || strings.HasPrefix(runtime.GOARCH, "ppc64") || kernel.Before("6.6") {
-		return false
-	}
-	_, err := os.Stat("/dev/iommu")
-	return err == nil
+	return false
 }
