@@ -62,6 +62,10 @@ func (d *Device) PowerState() (PowerState, error) {
 	if err != nil {
 		return "", err
 	}
+	return d.powerState(dir)
+}
+
+func (d *Device) powerState(dir string) (PowerState, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "power_state"))
 	if err != nil {
 		return "", kernel.Call{Op: "read power_state", Object: d.Name()}.Fail(err)
@@ -127,7 +131,7 @@ func (d *Device) EnterLowPower(wake *Eventfd) (PowerState, error) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	s, err := d.PowerState()
+	s, err := d.powerState(dir)
 	if err != nil {
 		return "", errors.Join(err, d.ExitLowPower())
 	}
