@@ -358,11 +358,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err := qemu.Start(); err != nil {
 		return nil, fmt.Errorf("%s: %w (apt-get install %s)", arch.QEMU, err, arch.Package)
 	}
-	var src io.Reader = &firstByte{r: stdout, seen: progressed}
-	if spec.Stream != nil {
-		src = io.TeeReader(stdout, spec.Stream)
-	}
-	res := parse(src)
+	res := parse(resultsReader(stdout, progressed, spec.Stream))
 	werr := qemu.Wait()
 	res.Elapsed = time.Since(start)
 	res.ConsoleLog = console
@@ -432,6 +428,19 @@ func Topology(nvmeImage, sriovImage string, p Profile) []string {
 // TCG on a busy host, so a silent guest is a hung one (firmware output on
 // the console, such as SeaBIOS's "Booting from ROM...", does not count).
 var NoProgressTimeout = 60 * time.Second
+
+// resultsReader reads the results port, closing progressed at its first
+// byte and copying it to stream (if not nil). The copy is taken after
+// firstByte: a streamed boot's first byte is progress too (teeing the raw
+// port left the watchdog blind, killing every streamed boot at
+// NoProgressTimeout).
+func resultsReader(port io.Reader, progressed chan struct{}, stream io.Writer) io.Reader {
+	var r io.Reader = &firstByte{r: port, seen: progressed}
+	if stream != nil {
+		r = io.TeeReader(r, stream)
+	}
+	return r
+}
 
 // firstByte passes r through and closes seen at the first byte read.
 type firstByte struct {
