@@ -82,8 +82,20 @@ func (ns *Namespace) Flush(q *QueuePair) error {
 // returns its command id; Poll reports its completion. At most q.Depth()
 // commands are outstanding.
 func (ns *Namespace) Submit(q *QueuePair, op uint8, lba uint64, buf Buffer) (uint16, error) {
+	return ns.queue(q, op, lba, buf, true)
+}
+
+// Enqueue is Submit without the doorbell write: the command waits on the
+// queue until Ring (or a later Submit) publishes it, so a batch of
+// commands costs one doorbell write, which under virtualization is an
+// exit each.
+func (ns *Namespace) Enqueue(q *QueuePair, op uint8, lba uint64, buf Buffer) (uint16, error) {
+	return ns.queue(q, op, lba, buf, false)
+}
+
+func (ns *Namespace) queue(q *QueuePair, op uint8, lba uint64, buf Buffer, ring bool) (uint16, error) {
 	if op != OpRead && op != OpWrite {
-		return 0, ns.bad("opcode %#x: Submit takes OpRead or OpWrite", op)
+		return 0, ns.bad("opcode %#x: Submit and Enqueue take OpRead or OpWrite", op)
 	}
 	var cmd Command
 	if err := ns.command(op, lba, buf, &cmd); err != nil {
@@ -91,17 +103,24 @@ func (ns *Namespace) Submit(q *QueuePair, op uint8, lba uint64, buf Buffer) (uin
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.submit(opName(op), &cmd, buf.iova, len(buf.b), true)
+	cid, err := q.enqueue(opName(op), &cmd, buf.iova, len(buf.b), true)
+	if err == nil && ring {
+		q.ring()
+	}
+	return cid, err
 }
 
 // Poll reports the commands of q that completed, calling done for each
-// with its id and nil or its error. With wait, it waits (spinning, or on
-// the queue's interrupt) until at least one completes or an outstanding
-// command's deadline passes; without, it returns at once. It allocates
-// nothing unless a command fails.
+// with its id and nil or its error. With wait, it waits until at least
+// one completes or an outstanding command's deadline passes: spinning on
+// the completion queue (polled), sleeping on the queue's interrupt
+// (Options.Interrupts), or spinning for Options.PollBeforeSleep and then
+// sleeping (hybrid); without, it returns at once. It allocates nothing
+// unless a command fails.
 func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	var spinEnd int64 // hybrid: when spinning gives way to sleeping
 	for spins := 0; ; spins++ {
 		q.reap()
 		if n := len(q.finished); n > 0 {
@@ -119,26 +138,34 @@ func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, erro
 		if !wait || len(q.free)+q.lost == len(q.slots) {
 			return 0, nil
 		}
-		if spins&1023 != 0 && q.evfd < 0 {
+		// Spinning, the clock is read every 16th turn (hybrid: is it time
+		// to sleep?) or 1024th (polled: has a command expired?); it costs
+		// more than a look at the completion queue.
+		hybrid := q.evfd >= 0 && q.c.opts.PollBeforeSleep > 0
+		if (q.evfd < 0 && spins&1023 != 0) || (hybrid && spins&15 != 0) {
 			continue
 		}
-		oldest := -1
-		for cid := range q.slots {
-			if s := &q.slots[cid]; s.busy && s.async && !s.lost && (oldest < 0 || s.deadline.Before(q.slots[oldest].deadline)) {
-				oldest = cid
+		now := mono()
+		if hybrid {
+			if spinEnd == 0 {
+				spinEnd = now + int64(q.c.opts.PollBeforeSleep)
+			}
+			if now < spinEnd {
+				continue
 			}
 		}
+		oldest := q.oldest(now)
 		if oldest < 0 {
 			return 0, nil // only exec's commands are out: they report themselves
 		}
-		left := time.Until(q.slots[oldest].deadline)
+		left := q.slots[oldest].deadline - now
 		if left <= 0 {
 			err := q.c.expired(q, uint16(oldest))
 			done(uint16(oldest), &CommandError{Op: "I/O", Queue: q.id, Err: err})
 			return 1, nil
 		}
 		if q.evfd >= 0 {
-			if err := q.waitIRQ(left); err != nil {
+			if err := q.sleep(time.Duration(left)); err != nil {
 				return 0, err
 			}
 		}

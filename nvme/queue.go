@@ -32,6 +32,7 @@ type QueuePair struct {
 	cqIOVA    uint64
 	prpIOVA   uint64
 	tail      uint16
+	rung      uint16 // the tail the doorbell last published
 	head      uint16
 	phase     uint16
 	sqDB      doorbell
@@ -46,13 +47,16 @@ type QueuePair struct {
 
 // slot is one command id's state.
 type slot struct {
-	busy     bool
-	async    bool // from Submit: reported by Poll
-	done     bool
-	lost     bool // timed out: never reported, freed by its completion or Reset
-	status   Status
-	dw0      uint32
-	deadline time.Time
+	busy   bool
+	async  bool // from Submit: reported by Poll
+	done   bool
+	lost   bool // timed out: never reported, freed by its completion or Reset
+	status Status
+	dw0    uint32
+	// deadline (mono ns) is stamped by the first timeout scan that sees
+	// the command outstanding, not by submit: no clock read per command.
+	// 0: not yet stamped.
+	deadline int64
 }
 
 const prpsPerPage = pageSize / 8
@@ -109,7 +113,7 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 // reset empties both rings (after a controller reset or before creation).
 func (q *QueuePair) reset() {
 	clear(q.mem.Bytes())
-	q.tail, q.head, q.phase = 0, 0, 1
+	q.tail, q.rung, q.head, q.phase = 0, 0, 0, 1
 	q.free, q.finished, q.lost = q.free[:0], q.finished[:0], 0
 	for i := len(q.slots) - 1; i >= 0; i-- {
 		q.slots[i] = slot{}
@@ -154,6 +158,31 @@ func (q *QueuePair) setPRPs(cmd *Command, cid uint16, iova uint64, n int) error 
 // that is closed or needs Reset, a full queue or a transfer too large for
 // the PRP lists is a CommandError naming op.
 func (q *QueuePair) submit(op string, cmd *Command, iova uint64, n int, async bool) (uint16, error) {
+	cid, err := q.enqueue(op, cmd, iova, n, async)
+	if err == nil {
+		q.ring()
+	}
+	return cid, err
+}
+
+// ring (q.mu held) publishes the submission queue's tail.
+func (q *QueuePair) ring() {
+	if q.tail != q.rung {
+		q.rung = q.tail
+		q.sqDB.ring(q.c, q.tail)
+	}
+}
+
+// Ring tells the controller about the commands Enqueue put on the queue
+// since the last doorbell write: one doorbell for the batch.
+func (q *QueuePair) Ring() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ring()
+}
+
+// enqueue (q.mu held) is submit without the doorbell.
+func (q *QueuePair) enqueue(op string, cmd *Command, iova uint64, n int, async bool) (uint16, error) {
 	if err := q.c.usable(q); err != nil {
 		return 0, &CommandError{Op: op, Queue: q.id, Err: err}
 	}
@@ -167,12 +196,11 @@ func (q *QueuePair) submit(op string, cmd *Command, iova uint64, n int, async bo
 	q.free = q.free[:len(q.free)-1]
 	cmd.CID = cid
 	q.sq[q.tail] = *cmd
-	q.slots[cid] = slot{busy: true, async: async, deadline: time.Now().Add(q.c.opts.Timeout)}
+	q.slots[cid] = slot{busy: true, async: async}
 	q.tail++
 	if int(q.tail) == q.depth {
 		q.tail = 0
 	}
-	q.sqDB.ring(q.c, q.tail)
 	return cid, nil
 }
 
@@ -229,22 +257,43 @@ func (q *QueuePair) wait(cid uint16) (Status, uint32, error) {
 			st, dw0 := q.release(cid)
 			return st, dw0, nil
 		}
+		if q.evfd < 0 && spins&1023 != 0 {
+			continue
+		}
+		now := mono()
+		s := &q.slots[cid]
+		if s.deadline == 0 {
+			s.deadline = now + int64(q.c.opts.Timeout)
+		}
+		if now >= s.deadline {
+			return 0, 0, q.c.expired(q, cid)
+		}
 		if q.evfd >= 0 {
-			left := time.Until(q.slots[cid].deadline)
-			if left > 0 {
-				if err := q.waitIRQ(left); err != nil {
-					return 0, 0, err
-				}
-				continue
+			if err := q.sleep(time.Duration(s.deadline - now)); err != nil {
+				return 0, 0, err
 			}
-		} else if spins&1023 != 0 {
-			continue
 		}
-		if !time.Now().After(q.slots[cid].deadline) {
-			continue
-		}
-		return 0, 0, q.c.expired(q, cid)
 	}
+}
+
+// oldest stamps the deadline of every outstanding command that has none
+// (now plus the timeout) and returns the Submit-ed command that expires
+// first, or -1 if none is out.
+func (q *QueuePair) oldest(now int64) int {
+	oldest := -1
+	for cid := range q.slots {
+		s := &q.slots[cid]
+		if !s.busy || s.lost {
+			continue
+		}
+		if s.deadline == 0 {
+			s.deadline = now + int64(q.c.opts.Timeout)
+		}
+		if s.async && (oldest < 0 || s.deadline < q.slots[oldest].deadline) {
+			oldest = cid
+		}
+	}
+	return oldest
 }
 
 // exec runs one command to completion.
@@ -265,23 +314,51 @@ func (q *QueuePair) exec(op string, cmd *Command, iova uint64, n int) (uint32, e
 	return dw0, nil
 }
 
-// waitIRQ waits (q.mu held, released meanwhile) at most left for the
-// queue's MSI-X vector to fire. It polls the eventfd in this thread
-// instead of parking the goroutine in Go's poller: one wakeup fewer on
-// the completion path. Close signals the eventfd to end a wait, and
-// closes it only while holding q.mu, which waitIRQ retakes before it
-// reads the counter.
-func (q *QueuePair) waitIRQ(left time.Duration) error {
+// sleep waits (q.mu held, released meanwhile) at most left for the
+// queue's MSI-X vector to fire, unless a completion is already posted. It
+// clears the eventfd's count first (a vector that fired for completions
+// polled meanwhile must not cut the next sleep short) and looks at the
+// completion queue once more, so one posted before the clear is not
+// slept through. It polls the eventfd in this thread instead of parking
+// the goroutine in Go's poller: one wakeup fewer on the completion path.
+// Close signals the eventfd to end a wait, and closes it only while
+// holding q.mu, which sleep retakes before it returns.
+func (q *QueuePair) sleep(left time.Duration) error {
+	var b [8]byte
+	_, _ = unix.Read(q.evfd, b[:]) // EAGAIN when nothing fired
+	if q.posted() {
+		return nil
+	}
 	q.mu.Unlock()
 	err := kernel.PollIn(q.evfd, left)
 	q.mu.Lock()
 	if q.c.closed.Load() {
 		return vfioerr.ErrClosed
 	}
-	if err != nil {
-		return err
+	return err
+}
+
+// posted reports whether the controller has posted a completion the
+// driver has not reaped.
+func (q *QueuePair) posted() bool {
+	st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&q.cq[q.head].CID)))
+	return uint16(st>>16)&1 == q.phase
+}
+
+// epoch anchors mono: time.Since of a time with a monotonic reading
+// reads only the monotonic clock (one vDSO call; time.Now reads two).
+var epoch = time.Now()
+
+// mono is the monotonic clock in nanoseconds since epoch.
+func mono() int64 { return int64(time.Since(epoch)) }
+
+// SteerInterrupt sends the queue's MSI-X vector to cpus, the CPUs its
+// waiting thread runs on, so a completion wakes it without a cross-CPU
+// wakeup (vfio.Device.SetIRQAffinity). It returns the affinity it
+// replaced. A polled queue has no vector to steer.
+func (q *QueuePair) SteerInterrupt(cpus ...int) ([]int, error) {
+	if q.evfd < 0 {
+		return nil, fmt.Errorf("nvme: queue %d is polled: no interrupt to steer (Options.Interrupts)", q.id)
 	}
-	var b [8]byte
-	_, _ = unix.Read(q.evfd, b[:]) // clear the count; EAGAIN if the wait timed out
-	return nil
+	return q.c.dev.SetIRQAffinity(vfio.MSIXIRQ, q.id, cpus...)
 }
