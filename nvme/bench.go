@@ -1,8 +1,12 @@
 package nvme
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -10,71 +14,43 @@ import (
 
 // BenchOptions configure Bench.
 type BenchOptions struct {
-	Depth    int           // commands kept outstanding (default 1)
-	Duration time.Duration // how long to run (default 5 s)
-	Size     int           // bytes per read, whole blocks (default 4096)
-	// Progress, if set, is called about once a second with the reads so
-	// far and the time elapsed.
-	Progress func(reads uint64, elapsed time.Duration)
-	// Pin keeps the benchmark's thread on CPU, as SPDK pins its reactors:
-	// a polling thread that migrates between CPUs pays for it in its tail
-	// latency (measured under QEMU: p99 3 ms unpinned, 70 µs pinned).
-	Pin bool
-	CPU int
+	Depth    int           // commands kept outstanding on each queue (default 1)
+	Duration time.Duration // how long to measure (default 5 s)
+	// Warmup runs the workload this long before measuring: caches, the
+	// IOMMU's IOTLB and the CPU frequency settle (default none).
+	Warmup time.Duration
+	Size   int // bytes per command, whole blocks (default 4096)
+	// Queues is how many I/O queue pairs to drive, each from its own
+	// thread (default 1; at most Controller.Queues()).
+	Queues int
+	// CPUs pins queue i's thread to CPUs[i%len(CPUs)], as SPDK pins its
+	// reactors, and with interrupts steers the queue's vector there too.
+	// Empty: the threads are not pinned (each goroutine is still locked to
+	// its thread).
+	CPUs []int
+	// WritePercent is the share of commands that are writes, 0 to 50.
+	// Each write puts back the data its buffer has just read to the blocks
+	// it came from, so the namespace keeps its contents.
+	WritePercent int
+	// Check, if set, is given each read's byte offset and data and returns
+	// an error if they are wrong, which ends the benchmark. It runs while
+	// the buffer's next command is in flight (each buffer is doubled), so
+	// its time is in no command's latency.
+	Check func(off int64, data []byte) error
+	// Progress, if set, is called about once a second with the I/Os so
+	// far and the time elapsed (warmup included).
+	Progress func(ios uint64, elapsed time.Duration)
 }
 
-// BenchResult is what Bench measured.
-type BenchResult struct {
-	Reads   uint64        `json:"reads"`
-	Elapsed time.Duration `json:"elapsed_ns"`
-	IOPS    float64       `json:"iops"`
-	P50     time.Duration `json:"p50_ns"`
-	P99     time.Duration `json:"p99_ns"`
-	Max     time.Duration `json:"max_ns"`
-}
-
-func (r BenchResult) String() string {
-	return fmt.Sprintf("%d reads in %s: %.0f IOPS, p50 %s, p99 %s, max %s", r.Reads, r.Elapsed.Round(time.Millisecond), r.IOPS, r.P50, r.P99, r.Max)
-}
-
-// histogram holds latencies in 100 ns buckets up to 10 ms (and one for
-// the rest): fixed memory, nothing allocated per sample.
-type histogram struct {
-	buckets [100000]uint32
-	over    uint32
-	max     time.Duration
-	n       uint64
-}
-
-func (h *histogram) add(d time.Duration) {
-	if i := int(d / 100); i < len(h.buckets) {
-		h.buckets[i]++
-	} else {
-		h.over++
-	}
-	if d > h.max {
-		h.max = d
-	}
-	h.n++
-}
-
-// quantile is the upper edge of the bucket holding quantile q.
-func (h *histogram) quantile(q float64) time.Duration {
-	want := uint64(q*float64(h.n) + 0.5)
-	var seen uint64
-	for i, c := range h.buckets {
-		seen += uint64(c)
-		if seen >= want && c > 0 {
-			return time.Duration(i+1) * 100
-		}
-	}
-	return h.max
-}
-
-// Bench reads random, size-aligned blocks of ns through q for
-// o.Duration, keeping o.Depth reads outstanding, and reports IOPS and
-// latency percentiles. Its loop allocates nothing.
-func (ns *Namespace) Bench(q *QueuePair, o BenchOptions) (BenchResult, error) {
+// Bench runs random, size-aligned reads (and writes, with WritePercent)
+// of ns through its first o.Queues queues for o.Duration after o.Warmup,
+// keeping o.Depth commands outstanding on each, and reports IOPS and the
+// exact latency percentiles. A command's latency runs from a clock read
+// before its submission-queue entry is written to one after its
+// completion is seen (one read serves the completions seen together and
+// the commands submitted after them); the elapsed time from the start of
+// measuring to the last measured completion. Its loop allocates nothing.
+func (ns *Namespace) Bench(o BenchOptions) (BenchResult, error) {
 	if o.Depth <= 0 {
 		o.Depth = 1
 	}
@@ -84,99 +60,303 @@ func (ns *Namespace) Bench(q *QueuePair, o BenchOptions) (BenchResult, error) {
 	if o.Size <= 0 {
 		o.Size = 4096
 	}
-	if o.Depth > q.Depth() {
-		return BenchResult{}, ns.bad("depth %d: queue %d takes %d", o.Depth, q.id, q.Depth())
+	if o.Queues <= 0 {
+		o.Queues = 1
+	}
+	if o.Queues > len(ns.c.io) {
+		return BenchResult{}, ns.bad("%d queues: the controller was opened with %d (Options.Queues)", o.Queues, len(ns.c.io))
+	}
+	if o.Depth > ns.c.io[0].Depth() {
+		return BenchResult{}, ns.bad("depth %d: the queues take %d", o.Depth, ns.c.io[0].Depth())
 	}
 	if o.Size%ns.Info.BlockSize != 0 || o.Size > ns.c.MaxTransfer() || uint64(o.Size) > ns.Info.Bytes() {
-		return BenchResult{}, ns.bad("reads of %d bytes", o.Size)
+		return BenchResult{}, ns.bad("commands of %d bytes", o.Size)
 	}
-	if o.Pin {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		var set unix.CPUSet
+	if o.WritePercent < 0 || o.WritePercent > 50 {
+		return BenchResult{}, ns.bad("%d %% writes: 0 to 50 (each write rewrites a read)", o.WritePercent)
+	}
+	if o.Warmup < 0 {
+		return BenchResult{}, ns.bad("a negative warmup")
+	}
+	ws := make([]*benchWorker, o.Queues)
+	defer func() {
+		for _, w := range ws {
+			if w != nil {
+				w.release()
+			}
+		}
+	}()
+	for i := range ws {
+		cpu := -1
+		if len(o.CPUs) > 0 {
+			cpu = o.CPUs[i%len(o.CPUs)]
+		}
+		w, err := newBenchWorker(ns, ns.c.io[i], &o, cpu, uint64(i))
+		if err != nil {
+			return BenchResult{}, err
+		}
+		ws[i] = w
+	}
+	// The runtime's own work done before the clock starts: a collection,
+	// and the free heap handed back to the kernel now rather than by the
+	// scavenger during the run (its madvise calls cost the polling
+	// threads TLB shootdowns).
+	runtime.GC()
+	debug.FreeOSMemory()
+	begin := mono()
+	measure := begin + int64(o.Warmup)
+	end := measure + int64(o.Duration)
+	var wg sync.WaitGroup
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.run(begin, measure, end, ws)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return BenchResult{}, err
+	}
+	all := ws[0].lat
+	last, writes, checked := int64(0), uint64(0), uint64(0)
+	for i, w := range ws {
+		if i > 0 {
+			all.Merge(w.lat)
+		}
+		last, writes, checked = max(last, w.last), writes+w.writes, checked+w.checked
+	}
+	r := all.Result(time.Duration(last - measure))
+	r.Writes, r.Checked = writes, checked
+	return r, nil
+}
+
+// benchSlot is one outstanding command's state: its buffers (two when
+// reads are checked: one in flight, one being checked), the blocks it
+// moves and when it was submitted.
+type benchSlot struct {
+	buf     [2]Buffer
+	cur     int
+	lba     uint64
+	write   bool
+	started int64
+}
+
+// benchDone is a completed command, kept while its slot moves on.
+type benchDone struct {
+	started int64
+	lba     uint64
+	write   bool
+	buf     Buffer
+}
+
+// benchWorker drives one queue pair from one thread.
+type benchWorker struct {
+	ns    *Namespace
+	q     *QueuePair
+	o     *BenchOptions
+	cpu   int
+	slots []benchSlot
+	byCID []int32 // command id -> slot
+	done  []benchDone
+	lat   *Latencies
+
+	rnd            uint64
+	slotsPerIO     uint64 // blocks per command
+	places         uint64 // size-aligned places in the namespace
+	writeThreshold uint64 // of 1<<16: a read is followed by a write below it
+	ios            atomic.Uint64
+	last           int64 // the last measured completion
+	writes         uint64
+	checked        uint64
+}
+
+func newBenchWorker(ns *Namespace, q *QueuePair, o *BenchOptions, cpu int, seed uint64) (*benchWorker, error) {
+	w := &benchWorker{
+		ns: ns, q: q, o: o, cpu: cpu,
+		slots:      make([]benchSlot, o.Depth),
+		byCID:      make([]int32, q.Depth()),
+		done:       make([]benchDone, o.Depth),
+		lat:        NewLatencies(1 << 18),
+		rnd:        (uint64(time.Now().UnixNano()) + seed*0x9e3779b97f4a7c15) | 1,
+		slotsPerIO: uint64(o.Size / ns.Info.BlockSize),
+		places:     ns.Info.Bytes() / uint64(o.Size),
+		// After a read, a write with probability w/(100-w) makes w % of
+		// all commands writes.
+		writeThreshold: uint64(o.WritePercent) << 16 / uint64(100-o.WritePercent),
+	}
+	bufs := 1
+	if o.Check != nil {
+		bufs = 2
+	}
+	for i := range w.slots {
+		w.slots[i].lba = ^uint64(0)
+		for j := 0; j < bufs; j++ {
+			b, err := ns.c.pool.get(o.Size)
+			if err != nil {
+				return w, err
+			}
+			w.slots[i].buf[j] = b
+		}
+	}
+	return w, nil
+}
+
+// release gives the worker's buffers back to the pool.
+func (w *benchWorker) release() {
+	for i := range w.slots {
+		for _, b := range w.slots[i].buf {
+			if b.b != nil {
+				_ = w.ns.c.pool.put(b)
+			}
+		}
+	}
+}
+
+func (w *benchWorker) next() uint64 { // xorshift64
+	w.rnd ^= w.rnd << 13
+	w.rnd ^= w.rnd >> 7
+	w.rnd ^= w.rnd << 17
+	return w.rnd
+}
+
+// submit sends slot i's next command: a write of the data it has just
+// read back to where it came from, or a read of a random place.
+func (w *benchWorker) submit(i int, now int64, ring bool) error {
+	s := &w.slots[i]
+	op := uint8(OpRead)
+	if !s.write && s.lba != ^uint64(0) && w.next()&0xffff < w.writeThreshold {
+		op, s.write = OpWrite, true
+	} else {
+		s.write = false
+		s.lba = w.next() % w.places * w.slotsPerIO
+		if w.o.Check != nil {
+			s.cur ^= 1
+		}
+	}
+	s.started = now
+	cid, err := w.ns.queue(w.q, op, s.lba, s.buf[s.cur], ring)
+	if err != nil {
+		return err
+	}
+	w.byCID[cid] = int32(i)
+	return nil
+}
+
+// run keeps the queue busy until end, measuring the commands submitted
+// from measure on, and waits for the last of them. Worker 0 reports
+// progress for all of ws.
+func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
+	// Locked to its thread, the goroutine stays where its pinning (and
+	// its caches) are; when sysmon preempts it (every 10 ms), it comes
+	// back to the same thread. Yielding more often to avoid that costs
+	// more: measured under QEMU, a Gosched from a locked thread hands its
+	// P to another thread and back, two futex wakeups, about 170 µs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if w.cpu >= 0 {
+		var set, one unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &set); err != nil {
-			return BenchResult{}, fmt.Errorf("nvme: bench: %w", err)
+			return fmt.Errorf("nvme: bench: %w", err)
 		}
 		defer unix.SchedSetaffinity(0, &set)
-		var one unix.CPUSet
-		one.Set(o.CPU)
+		one.Set(w.cpu)
 		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return BenchResult{}, fmt.Errorf("nvme: bench: pinning to CPU %d: %w", o.CPU, err)
+			return fmt.Errorf("nvme: bench: pinning queue %d to CPU %d: %w", w.q.id, w.cpu, err)
+		}
+		if w.q.evfd >= 0 {
+			old, err := w.q.SteerInterrupt(w.cpu)
+			if err != nil {
+				return fmt.Errorf("nvme: bench: %w", err)
+			}
+			defer w.q.SteerInterrupt(old...)
 		}
 	}
-	bufs := make([]Buffer, o.Depth)
-	for i := range bufs {
-		b, err := ns.c.pool.get(o.Size)
-		if err != nil {
-			return BenchResult{}, err
-		}
-		defer ns.c.pool.put(b)
-		bufs[i] = b
-	}
-	h := new(histogram)
-	slots := uint64(ns.Info.Bytes()) / uint64(o.Size)
-	perRead := uint64(o.Size / ns.Info.BlockSize)
-	rnd := uint64(time.Now().UnixNano()) | 1
-	next := func() uint64 { // xorshift64
-		rnd ^= rnd << 13
-		rnd ^= rnd >> 7
-		rnd ^= rnd << 17
-		return rnd % slots * perRead
-	}
-	bufOf := make([]int, q.Depth())
-	started := make([]time.Time, q.Depth())
-	submit := func(i int) error {
-		cid, err := ns.Submit(q, OpRead, next(), bufs[i])
-		if err != nil {
-			return err
-		}
-		bufOf[cid], started[cid] = i, time.Now()
-		return nil
-	}
-	for i := range bufs {
-		if err := submit(i); err != nil {
-			return BenchResult{}, err
-		}
-	}
-	outstanding := len(bufs)
-	finished := make([]uint16, 0, q.Depth())
 	var failed error
-	onDone := func(cid uint16, err error) {
+	// The slots whose commands completed, looked up as Poll reports them:
+	// a command id is free for reuse once reported, so the slots must be
+	// known before any of them is resubmitted.
+	finished := make([]int32, 0, w.q.Depth())
+	done := func(cid uint16, err error) {
 		if err != nil && failed == nil {
 			failed = err
 		}
-		h.add(time.Since(started[cid]))
-		finished = append(finished, cid)
+		finished = append(finished, w.byCID[cid])
 	}
-	start := time.Now()
-	end, report := start.Add(o.Duration), start.Add(time.Second)
-	for {
+	reserved := false
+	report := begin + int64(time.Second)
+	now := mono()
+	for i := range w.slots {
+		if err := w.submit(i, now, i == len(w.slots)-1); err != nil {
+			return err
+		}
+	}
+	outstanding := len(w.slots)
+	for outstanding > 0 {
 		finished = finished[:0]
-		if _, err := q.Poll(true, onDone); err != nil {
-			return BenchResult{}, err
+		if _, err := w.q.Poll(true, done); err != nil {
+			return err
 		}
 		if failed != nil {
-			return BenchResult{}, failed
+			return failed
 		}
-		now := time.Now()
-		if o.Progress != nil && now.After(report) {
-			o.Progress(h.n, now.Sub(start))
-			report = now.Add(time.Second)
+		now = mono()
+		stop := now >= end
+		if !reserved && now >= measure && w.o.Warmup > 0 {
+			// Room for every latency at the warmup's rate, and a quarter
+			// more, allocated before measuring.
+			want := int(float64(w.ios.Load()) * float64(w.o.Duration) / float64(now-begin) * 1.25)
+			if want > cap(w.lat.ns) {
+				w.lat.ns = make([]uint32, 0, want)
+			}
+			reserved = true
 		}
-		stop := now.After(end)
-		outstanding -= len(finished)
-		for _, cid := range finished {
+		// Resubmit first, one doorbell for the batch (the last
+		// command's), then the
+		// bookkeeping: the controller works meanwhile. Each slot's
+		// completed command is remembered before its next replaces it.
+		for k, i := range finished {
+			s := &w.slots[i]
+			w.done[k] = benchDone{started: s.started, lba: s.lba, write: s.write, buf: s.buf[s.cur]}
+			outstanding--
 			if !stop {
-				if err := submit(bufOf[cid]); err != nil {
-					return BenchResult{}, err
+				if err := w.submit(int(i), now, k == len(finished)-1); err != nil {
+					return err
 				}
 				outstanding++
 			}
 		}
-		if stop && outstanding == 0 {
-			break
+		for k := range finished {
+			d := &w.done[k]
+			if d.started >= measure {
+				w.lat.Add(time.Duration(now - d.started))
+				w.last = now
+				if d.write {
+					w.writes++
+				}
+			}
+			if !d.write && w.o.Check != nil {
+				off := int64(d.lba) * int64(w.ns.Info.BlockSize)
+				if err := w.o.Check(off, d.buf.b); err != nil {
+					return fmt.Errorf("nvme: bench: queue %d: the read at byte %d: %w", w.q.id, off, err)
+				}
+				w.checked++
+			}
+		}
+		if w.o.Progress != nil {
+			w.ios.Add(uint64(len(finished)))
+			if w == ws[0] && now >= report {
+				var n uint64
+				for _, o := range ws {
+					n += o.ios.Load()
+				}
+				w.o.Progress(n, time.Duration(now-begin))
+				report = now + int64(time.Second)
+			}
+		} else if !reserved {
+			w.ios.Add(uint64(len(finished)))
 		}
 	}
-	el := time.Since(start)
-	return BenchResult{Reads: h.n, Elapsed: el, IOPS: float64(h.n) / el.Seconds(), P50: h.quantile(0.5), P99: h.quantile(0.99), Max: h.max}, nil
+	return nil
 }

@@ -3,6 +3,7 @@ package nvme_test
 import (
 	"fmt"
 	"log"
+	"time"
 
 	"github.com/vfioctl/vfioctl/nvme"
 	"github.com/vfioctl/vfioctl/vfio"
@@ -35,14 +36,16 @@ func Example() {
 	fmt.Printf("%s: % x\n", c.Identify().Model, buf.Bytes()[:16])
 }
 
-// Keep 32 random reads in flight on one queue for a second.
+// Keep 16 random commands (70 % reads, 30 % writes that put back what
+// was read) in flight on each of two queues, driven by threads pinned to
+// CPUs 0 and 1, for five seconds after one second of warmup.
 func ExampleNamespace_Bench() {
 	h, err := vfio.Open("0000:02:00.0", nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer h.Close()
-	c, err := nvme.New(h, &nvme.Options{QueueDepth: 64})
+	c, err := nvme.New(h, &nvme.Options{Queues: 2, QueueDepth: 64})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func ExampleNamespace_Bench() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := ns.Bench(c.Queue(0), nvme.BenchOptions{Depth: 32})
+	res, err := ns.Bench(nvme.BenchOptions{Depth: 16, Queues: 2, CPUs: []int{0, 1}, Warmup: time.Second, WritePercent: 30})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package nvme
 
 import (
+	"math"
+	"math/rand"
 	"testing"
 	"time"
 	"unsafe"
@@ -75,20 +77,23 @@ func TestPRPs(t *testing.T) {
 	}
 }
 
-func TestHistogram(t *testing.T) {
-	h := new(histogram)
-	for i := 1; i <= 100; i++ {
-		h.add(time.Duration(i) * time.Microsecond)
+func TestLatencies(t *testing.T) {
+	l := NewLatencies(4)
+	for _, i := range rand.Perm(1000) { // 1..1000 µs, shuffled
+		l.Add(time.Duration(i+1) * time.Microsecond)
 	}
-	h.add(20 * time.Millisecond)
-	if p50 := h.quantile(0.5); p50 < 50*time.Microsecond || p50 > 52*time.Microsecond {
-		t.Errorf("p50 %s", p50)
+	l.Add(-time.Second)     // counted as 0
+	l.Add(10 * time.Second) // saturates at 4.29 s
+	r := l.Result(2 * time.Second)
+	want := BenchResult{IOs: 1002, Elapsed: 2 * time.Second, IOPS: 501, Min: 0, Mean: (500500*time.Microsecond + math.MaxUint32) / 1002,
+		P50: 500 * time.Microsecond, P99: 991 * time.Microsecond, P999: 1000 * time.Microsecond, Max: math.MaxUint32}
+	// nearest rank: p50 of 1002 is the 501st (0, 1..1000 µs, 4.29 s: 500 µs),
+	// p99 the 992nd (991 µs), p99.9 the 1001st (1000 µs).
+	if r != want {
+		t.Errorf("got  %+v\nwant %+v", r, want)
 	}
-	if p99 := h.quantile(0.99); p99 < 99*time.Microsecond || p99 > 101*time.Microsecond {
-		t.Errorf("p99 %s", p99)
-	}
-	if h.max != 20*time.Millisecond || h.over != 1 {
-		t.Errorf("max %s over %d", h.max, h.over)
+	if e := NewLatencies(0).Result(time.Second); e.IOs != 0 || e.IOPS != 0 {
+		t.Errorf("empty: %+v", e)
 	}
 }
 

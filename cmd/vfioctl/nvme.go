@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -124,35 +125,79 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 				},
 			},
 			{
-				Name:      "bench",
-				Usage:     "random reads at a queue depth: IOPS and latency percentiles",
-				UsageText: "vfioctl nvme bench [--depth 1] [--time 5s] [--size 4096] [--cpu N] [--interrupts] [--json] ADDRESS",
+				Name:  "bench",
+				Usage: "random reads (and writes) at a queue depth: IOPS and exact latency percentiles",
+				UsageText: `vfioctl nvme bench [--depth 1] [--time 5s] [--warmup 1s] [--size 4096] [--queues 1] [--cpu N,...]
+       [--write-percent 0] [--interrupts [--poll-before-sleep 20us]] [--json] ADDRESS
+
+   vfioctl nvme bench --depth 32 0000:02:00.0             # one polling thread, not pinned
+   vfioctl nvme bench --depth 1 --cpu 1 0000:02:00.0      # pinned to CPU 1
+   vfioctl nvme bench --queues 2 --cpu 0,1 --depth 16 0000:02:00.0
+   vfioctl nvme bench --write-percent 30 --depth 32 0000:02:00.0
+   vfioctl nvme bench --interrupts --poll-before-sleep 30us 0000:02:00.0
+
+Each write puts back what its buffer has just read, so the namespace's
+contents do not change. A latency runs from before the command's entry is
+written to after its completion is seen.`,
 				Flags: []cli.Flag{jsonFlag, backendFlag, nsidFlag, irqFlag,
-					&cli.IntFlag{Name: "depth", Value: 1, Usage: "reads kept outstanding"},
-					&cli.DurationFlag{Name: "time", Value: 5 * time.Second, Usage: "how long to run"},
-					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per read"},
-					&cli.IntFlag{Name: "cpu", Value: -1, Usage: "pin the polling thread to this CPU (-1: do not pin)"}},
+					&cli.IntFlag{Name: "depth", Value: 1, Usage: "commands kept outstanding on each queue"},
+					&cli.DurationFlag{Name: "time", Value: 5 * time.Second, Usage: "how long to measure"},
+					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "how long to run before measuring"},
+					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per command"},
+					&cli.IntFlag{Name: "queues", Value: 1, Usage: "I/O queue pairs, each driven by its own thread"},
+					&cli.IntSliceFlag{Name: "cpu", Usage: "pin queue i's thread to the i-th of these CPUs (default: not pinned)"},
+					&cli.IntFlag{Name: "write-percent", Usage: "share of writes, 0 to 50"},
+					&cli.DurationFlag{Name: "poll-before-sleep", Usage: "with --interrupts: spin this long before sleeping on the vector (hybrid)"},
+					&cli.BoolFlag{Name: "no-shadow-doorbells", Usage: "write every doorbell register even where the controller offers shadow doorbells"},
+					&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"}},
 				Action: func(c *cli.Context) error {
-					if c.Int("depth") < 1 || c.Duration("time") <= 0 || c.Int("size") <= 0 {
-						return usagef("--depth, --time and --size must be positive")
+					if c.Int("depth") < 1 || c.Duration("time") <= 0 || c.Int("size") <= 0 || c.Int("queues") < 1 {
+						return usagef("--depth, --time, --size and --queues must be positive")
 					}
-					opts := &nvme.Options{Interrupts: c.Bool("interrupts"), QueueDepth: max(64, c.Int("depth")+1)}
+					if c.Duration("warmup") < 0 || c.Duration("poll-before-sleep") < 0 {
+						return usagef("--warmup and --poll-before-sleep cannot be negative")
+					}
+					if c.IsSet("poll-before-sleep") && !c.Bool("interrupts") {
+						return usagef("--poll-before-sleep needs --interrupts (without it the queue only polls)")
+					}
+					if w := c.Int("write-percent"); w < 0 || w > 50 {
+						return usagef("--write-percent %d: 0 to 50 (each write rewrites a block just read)", w)
+					}
+					for _, cpu := range c.IntSlice("cpu") {
+						if cpu < 0 {
+							return usagef("--cpu %d: CPUs are numbered from 0", cpu)
+						}
+					}
+					opts := &nvme.Options{Queues: c.Int("queues"), Interrupts: c.Bool("interrupts"), PollBeforeSleep: c.Duration("poll-before-sleep"),
+						NoShadowDoorbells: c.Bool("no-shadow-doorbells"), QueueDepth: max(64, c.Int("depth")+1)}
 					return withNVMe(c, opts, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
 						// On a terminal the progress line rewrites itself;
 						// to a file or pipe it is one line a second.
 						tty := isTerminal(c.App.ErrWriter)
-						progress := func(reads uint64, el time.Duration) {
+						progress := func(ios uint64, el time.Duration) {
 							if c.Bool("json") {
 								return
 							}
-							line := fmt.Sprintf("%s: %d reads, %.0f IOPS", el.Round(time.Second), reads, float64(reads)/el.Seconds())
+							line := fmt.Sprintf("%s: %d I/Os, %.0f IOPS", el.Round(time.Second), ios, float64(ios)/el.Seconds())
 							if tty {
 								fmt.Fprint(c.App.ErrWriter, "\r"+line)
 							} else {
 								fmt.Fprintln(c.App.ErrWriter, line)
 							}
 						}
-						res, err := ns.Bench(ctl.Queue(0), nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Size: c.Int("size"), Progress: progress, Pin: c.Int("cpu") >= 0, CPU: c.Int("cpu")})
+						if path := c.String("cpuprofile"); path != "" {
+							f, err := os.Create(path)
+							if err != nil {
+								return err
+							}
+							defer f.Close()
+							if err := pprof.StartCPUProfile(f); err != nil {
+								return err
+							}
+							defer pprof.StopCPUProfile()
+						}
+						res, err := ns.Bench(nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Warmup: c.Duration("warmup"), Size: c.Int("size"),
+							Queues: c.Int("queues"), CPUs: c.IntSlice("cpu"), WritePercent: c.Int("write-percent"), Progress: progress})
 						if tty && !c.Bool("json") {
 							fmt.Fprintln(c.App.ErrWriter)
 						}
@@ -160,8 +205,15 @@ kernel's nvme driver must not have it (vfioctl bind ADDRESS first).`,
 							return err
 						}
 						return emit(c, res, func(w io.Writer) {
-							fprintf(w, "depth %d, %d-byte random reads, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tmax %s\n", c.Int("depth"), c.Int("size"),
-								map[bool]string{false: "polled", true: "MSI-X"}[c.Bool("interrupts")], res.IOPS, res.P50, res.P99, res.Max)
+							mode := "polled"
+							if c.Bool("interrupts") {
+								mode = "MSI-X"
+								if d := c.Duration("poll-before-sleep"); d > 0 {
+									mode = fmt.Sprintf("hybrid (spin %s, then MSI-X)", d)
+								}
+							}
+							fprintf(w, "%d queue(s) x depth %d, %d-byte random commands, %d%% writes, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tp99.9 %s\tmax %s\n",
+								c.Int("queues"), c.Int("depth"), c.Int("size"), c.Int("write-percent"), mode, res.IOPS, res.P50, res.P99, res.P999, res.Max)
 						})
 					})
 				},

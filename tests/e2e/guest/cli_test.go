@@ -406,17 +406,37 @@ func TestCLINVMe(t *testing.T) {
 		t.Errorf("the file read back differs (%v)", err)
 	}
 
-	var res struct {
-		Reads uint64  `json:"reads"`
-		IOPS  float64 `json:"iops"`
-		P99   int64   `json:"p99_ns"`
+	// Two queues on two pinned threads, 30 % writes: each write puts back
+	// what its buffer just read, which the host's check of the image after
+	// the boot proves (a write of anything else anywhere fails it).
+	type benchOut struct {
+		IOs    uint64  `json:"ios"`
+		Writes uint64  `json:"writes"`
+		IOPS   float64 `json:"iops"`
+		P50    int64   `json:"p50_ns"`
+		P99    int64   `json:"p99_ns"`
+		Max    int64   `json:"max_ns"`
 	}
-	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "1s", "--depth", "4", "--cpu", "1", "--json")), &res); err != nil {
+	var res benchOut
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "1s", "--warmup", "200ms", "--depth", "4", "--queues", "2", "--cpu", "0,1", "--write-percent", "30", "--json")), &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Reads == 0 || res.IOPS <= 0 || res.P99 <= 0 {
+	if res.IOs < 100 || res.IOPS <= 0 || res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
 		t.Errorf("bench: %+v", res)
 	}
+	if share := float64(res.Writes) / float64(res.IOs); share < 0.2 || share > 0.4 {
+		t.Errorf("bench: %d writes of %d commands, want about 30 %%", res.Writes, res.IOs)
+	}
+	// Hybrid completion: spin 50 µs, then sleep on the vector.
+	res = benchOut{}
+	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "500ms", "--warmup", "0s", "--interrupts", "--poll-before-sleep", "50us", "--json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.IOs == 0 || res.Writes != 0 {
+		t.Errorf("hybrid bench: %+v", res)
+	}
+	mustExit(t, 2, "nvme", "bench", addr, "--poll-before-sleep", "50us")
+	mustExit(t, 2, "nvme", "bench", addr, "--write-percent", "60")
 
 	// A bench holds the controller: a second vfioctl on it is exit 5,
 	// naming the holder. The bench's progress comes in whole lines.
