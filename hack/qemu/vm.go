@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,6 +182,11 @@ type Spec struct {
 	Timeout time.Duration
 	// Stream receives the results port as it arrives (nil: not streamed).
 	Stream io.Writer
+	// NoCheckptr builds the guest's test binaries without -d=checkptr: a
+	// benchmark measures the code users build, not its instrumented
+	// twin (checkptr checks every unsafe.Pointer conversion, several per
+	// NVMe command).
+	NoCheckptr bool
 	// NVMeImage is the backing file of the nvme (02:00.0; 00:05.0 under
 	// amd), which the caller creates and may check after the boot; empty:
 	// a zeroed 64 MiB file of the boot's own.
@@ -584,7 +590,11 @@ func buildInitramfs(spec Spec, kernel string, manifest []string, work, dst strin
 		// checkptr: every unsafe.Pointer conversion in the library and the
 		// tests is checked at run time in the guest, as -race does on the host.
 		dir, target := moduleOf(root, pkg)
-		if err := goBuild(dir, goarch, "test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target); err != nil {
+		args := []string{"test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target}
+		if spec.NoCheckptr {
+			args = slices.Delete(args, 2, 3)
+		}
+		if err := goBuild(dir, goarch, args...); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {

@@ -54,6 +54,7 @@ type ioUringCqe struct {
 
 const (
 	ioringOpRead         = 22
+	ioringOpWrite        = 23
 	ioringEnterGetevents = 1
 	ioringOffSqRing      = 0
 	ioringOffCqRing      = 0x8000000
@@ -115,11 +116,12 @@ func newRing(entries uint32) (*ring, error) {
 	return r, nil
 }
 
-// read queues a read of buf at off of fd, tagged with tag.
-func (r *ring) read(fd int, buf []byte, off uint64, tag uint64) {
+// rw queues a read (ioringOpRead) or write (ioringOpWrite) of buf at off
+// of fd, tagged with tag.
+func (r *ring) rw(op uint8, fd int, buf []byte, off uint64, tag uint64) {
 	tail := atomic.LoadUint32(r.sqTail)
 	i := tail & r.sqMask
-	r.sqeSlice[i] = ioUringSqe{Opcode: ioringOpRead, Fd: int32(fd), Off: off, Addr: uint64(uapi.SlicePointer(buf).Addr()), Len: uint32(len(buf)), UserData: tag}
+	r.sqeSlice[i] = ioUringSqe{Opcode: op, Fd: int32(fd), Off: off, Addr: uint64(uapi.SlicePointer(buf).Addr()), Len: uint32(len(buf)), UserData: tag}
 	r.sqArray[i] = i
 	atomic.StoreUint32(r.sqTail, tail+1)
 	r.pending++
