@@ -223,7 +223,9 @@ func (w *benchWorker) next() uint64 { // xorshift64
 
 // submit sends slot i's next command: a write of the data it has just
 // read back to where it came from, or a read of a random place.
-func (w *benchWorker) submit(i int, now int64, ring bool) error {
+// submit (w.q.mu held) queues slot i's next command, without the
+// doorbell: a batch takes the queue's lock once and rings once.
+func (w *benchWorker) submit(i int, now int64) error {
 	s := &w.slots[i]
 	op := uint8(OpRead)
 	if !s.write && s.lba != ^uint64(0) && w.next()&0xffff < w.writeThreshold {
@@ -236,11 +238,25 @@ func (w *benchWorker) submit(i int, now int64, ring bool) error {
 		}
 	}
 	s.started = now
-	cid, err := w.ns.queue(w.q, op, s.lba, s.buf[s.cur], ring)
+	cid, err := w.ns.enqueueLocked(w.q, op, s.lba, s.buf[s.cur])
 	if err != nil {
 		return err
 	}
 	w.byCID[cid] = int32(i)
+	return nil
+}
+
+// submitBatch queues the next command of each of slots under one hold
+// of the queue's lock and rings once.
+func (w *benchWorker) submitBatch(slots []int32, now int64) error {
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
+	for _, i := range slots {
+		if err := w.submit(int(i), now); err != nil {
+			return err
+		}
+	}
+	w.q.ring()
 	return nil
 }
 
@@ -287,10 +303,12 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 	reserved := false
 	report := begin + int64(time.Second)
 	now := mono()
-	for i := range w.slots {
-		if err := w.submit(i, now, i == len(w.slots)-1); err != nil {
-			return err
-		}
+	all := make([]int32, len(w.slots))
+	for i := range all {
+		all[i] = int32(i)
+	}
+	if err := w.submitBatch(all, now); err != nil {
+		return err
 	}
 	outstanding := len(w.slots)
 	for outstanding > 0 {
@@ -312,20 +330,20 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 			}
 			reserved = true
 		}
-		// Resubmit first, one doorbell for the batch (the last
-		// command's), then the
-		// bookkeeping: the controller works meanwhile. Each slot's
-		// completed command is remembered before its next replaces it.
+		// Resubmit first, under one lock with one doorbell for the batch,
+		// then the bookkeeping: the controller works meanwhile. Each
+		// slot's completed command is remembered before its next replaces
+		// it.
 		for k, i := range finished {
 			s := &w.slots[i]
 			w.done[k] = benchDone{started: s.started, lba: s.lba, write: s.write, buf: s.buf[s.cur]}
-			outstanding--
-			if !stop {
-				if err := w.submit(int(i), now, k == len(finished)-1); err != nil {
-					return err
-				}
-				outstanding++
+		}
+		outstanding -= len(finished)
+		if !stop {
+			if err := w.submitBatch(finished, now); err != nil {
+				return err
 			}
+			outstanding += len(finished)
 		}
 		for k := range finished {
 			d := &w.done[k]

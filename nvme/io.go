@@ -94,6 +94,18 @@ func (ns *Namespace) Enqueue(q *QueuePair, op uint8, lba uint64, buf Buffer) (ui
 }
 
 func (ns *Namespace) queue(q *QueuePair, op uint8, lba uint64, buf Buffer, ring bool) (uint16, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	cid, err := ns.enqueueLocked(q, op, lba, buf)
+	if err == nil && ring {
+		q.ring()
+	}
+	return cid, err
+}
+
+// enqueueLocked (q.mu held) checks and queues a Read or Write without the
+// doorbell: a caller queuing a batch takes the lock once.
+func (ns *Namespace) enqueueLocked(q *QueuePair, op uint8, lba uint64, buf Buffer) (uint16, error) {
 	if op != OpRead && op != OpWrite {
 		return 0, ns.bad("opcode %#x: Submit and Enqueue take OpRead or OpWrite", op)
 	}
@@ -101,13 +113,7 @@ func (ns *Namespace) queue(q *QueuePair, op uint8, lba uint64, buf Buffer, ring 
 	if err := ns.command(op, lba, buf, &cmd); err != nil {
 		return 0, err
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	cid, err := q.enqueue(opName(op), &cmd, buf.iova, len(buf.b), true)
-	if err == nil && ring {
-		q.ring()
-	}
-	return cid, err
+	return q.enqueue(opName(op), &cmd, buf.iova, len(buf.b), true)
 }
 
 // Poll reports the commands of q that completed, calling done for each

@@ -212,8 +212,16 @@ written to after its completion is seen.`,
 									mode = fmt.Sprintf("hybrid (spin %s, then MSI-X)", d)
 								}
 							}
-							fprintf(w, "%d queue(s) x depth %d, %d-byte random commands, %d%% writes, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tp99.9 %s\tmax %s\n",
-								c.Int("queues"), c.Int("depth"), c.Int("size"), c.Int("write-percent"), mode, res.IOPS, res.P50, res.P99, res.P999, res.Max)
+							what := fmt.Sprintf("%d-byte random reads", c.Int("size"))
+							if wp := c.Int("write-percent"); wp > 0 {
+								what = fmt.Sprintf("%d-byte random commands, %d%% writes", c.Int("size"), wp)
+							}
+							queues := "1 queue"
+							if n := c.Int("queues"); n > 1 {
+								queues = fmt.Sprintf("%d queues", n)
+							}
+							fprintf(w, "%s, depth %d, %s, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tp99.9 %s\tmax %s\n",
+								queues, c.Int("depth"), what, mode, res.IOPS, res.P50, res.P99, res.P999, res.Max)
 						})
 					})
 				},
