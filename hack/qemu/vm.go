@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -590,11 +589,11 @@ func buildInitramfs(spec Spec, kernel string, manifest []string, work, dst strin
 		// checkptr: every unsafe.Pointer conversion in the library and the
 		// tests is checked at run time in the guest, as -race does on the host.
 		dir, target := moduleOf(root, pkg)
-		args := []string{"test", "-c", "-gcflags=all=-d=checkptr", "-o", bin, target}
-		if spec.NoCheckptr {
-			args = slices.Delete(args, 2, 3)
+		args := []string{"test", "-c"}
+		if !spec.NoCheckptr {
+			args = append(args, "-gcflags=all=-d=checkptr")
 		}
-		if err := goBuild(dir, goarch, args...); err != nil {
+		if err := goBuild(dir, goarch, append(args, "-o", bin, target)...); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {

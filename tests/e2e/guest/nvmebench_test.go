@@ -357,7 +357,7 @@ func kernelLoop(fd int, size uint64, depth, writePct int, warm, per time.Duratio
 	measure, end := begin+int64(warm), begin+int64(warm+per)
 	var last int64
 	var writes, checked uint64
-	record := func(s *slot, now int64) error {
+	record := func(s *slot, now int64) {
 		if s.started >= measure {
 			lat.Add(time.Duration(now - s.started))
 			last = now
@@ -365,7 +365,6 @@ func kernelLoop(fd int, size uint64, depth, writePct int, warm, per time.Duratio
 				writes++
 			}
 		}
-		return nil
 	}
 	if depth == 1 {
 		s := &slots[0]
