@@ -14,8 +14,12 @@ import (
 
 // MMIO is an mmap-ed device region. Its loads and stores are single,
 // naturally aligned accesses of the stated width, issued in program order:
-// never split, merged or reordered by the compiler (they are atomic
-// operations, which Go neither elides nor reorders). Accesses and Close
+// never split, merged or reordered by the compiler (loads are atomic
+// loads, stores one store instruction each, neither of which Go elides or
+// reorders). A store is a plain store, as the kernel's writel: on amd64 an
+// atomic store would be a locked exchange, which costs a device access a
+// full barrier for nothing and which QEMU's TCG can only emulate on device
+// memory by stopping every other vCPU. Accesses and Close
 // are safe to race: Close waits for the accesses in flight, and an access
 // after Close panics with ErrClosed (as an out-of-bounds or unaligned one
 // panics), since a register access has no error to return.
@@ -53,7 +57,7 @@ func (m *MMIO) Load32(off uintptr) (v uint32) {
 
 // Store32 writes 4 bytes at off (aligned).
 func (m *MMIO) Store32(off uintptr, v uint32) {
-	m.access(off, 4, func(p unsafe.Pointer) { atomic.StoreUint32((*uint32)(p), v) })
+	m.access(off, 4, func(p unsafe.Pointer) { store32(p, v) })
 }
 
 // Load64 reads 8 bytes at off (aligned) in one access.
@@ -64,7 +68,7 @@ func (m *MMIO) Load64(off uintptr) (v uint64) {
 
 // Store64 writes 8 bytes at off (aligned) in one access.
 func (m *MMIO) Store64(off uintptr, v uint64) {
-	m.access(off, 8, func(p unsafe.Pointer) { atomic.StoreUint64((*uint64)(p), v) })
+	m.access(off, 8, func(p unsafe.Pointer) { store64(p, v) })
 }
 
 // Close unmaps the region. A second Close fails with ErrClosed.
