@@ -221,10 +221,9 @@ func (w *benchWorker) next() uint64 { // xorshift64
 	return w.rnd
 }
 
-// submit sends slot i's next command: a write of the data it has just
-// read back to where it came from, or a read of a random place.
-// submit (w.q.mu held) queues slot i's next command, without the
-// doorbell: a batch takes the queue's lock once and rings once.
+// submit (w.q.mu held) queues slot i's next command without ringing: a
+// write of the data it has just read back to where it came from, or a
+// read of a random place.
 func (w *benchWorker) submit(i int, now int64) error {
 	s := &w.slots[i]
 	op := uint8(OpRead)
@@ -246,11 +245,9 @@ func (w *benchWorker) submit(i int, now int64) error {
 	return nil
 }
 
-// submitBatch queues the next command of each of slots under one hold
-// of the queue's lock and rings once.
+// submitBatch (w.q.mu held) queues the next command of each of slots and
+// rings once.
 func (w *benchWorker) submitBatch(slots []int32, now int64) error {
-	w.q.mu.Lock()
-	defer w.q.mu.Unlock()
 	for _, i := range slots {
 		if err := w.submit(int(i), now); err != nil {
 			return err
@@ -289,6 +286,12 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 			defer w.q.SteerInterrupt(old...)
 		}
 	}
+	// The worker owns its queue for the run: it holds the queue's lock
+	// throughout (sleeping on the vector releases it meanwhile, as Poll
+	// does), so a command costs no lock of its own. Close waits for the
+	// run, which ends at the next submission it refuses.
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
 	var failed error
 	// The slots whose commands completed, looked up as Poll reports them:
 	// a command id is free for reuse once reported, so the slots must be
@@ -313,7 +316,7 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 	outstanding := len(w.slots)
 	for outstanding > 0 {
 		finished = finished[:0]
-		if _, err := w.q.Poll(true, done); err != nil {
+		if _, err := w.q.poll(true, done); err != nil {
 			return err
 		}
 		if failed != nil {

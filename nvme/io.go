@@ -126,6 +126,11 @@ func (ns *Namespace) enqueueLocked(q *QueuePair, op uint8, lba uint64, buf Buffe
 func (q *QueuePair) Poll(wait bool, done func(cid uint16, err error)) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.poll(wait, done)
+}
+
+// poll is Poll with q.mu held.
+func (q *QueuePair) poll(wait bool, done func(cid uint16, err error)) (int, error) {
 	var spinEnd int64 // hybrid: when spinning gives way to sleeping
 	for spins := 0; ; spins++ {
 		q.reap()
