@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -196,6 +197,12 @@ written to after its completion is seen.`,
 							}
 							defer pprof.StopCPUProfile()
 						}
+						// The bench is all this process does: one P per
+						// polling queue. With more, each preemption of a
+						// poller (sysmon's, every 10 ms) also wakes an idle
+						// P's thread to look for work, context switches on
+						// the other CPUs that, emulated, slow the device.
+						defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("queues")))
 						res, err := ns.Bench(nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Warmup: c.Duration("warmup"), Size: c.Int("size"),
 							Queues: c.Int("queues"), CPUs: c.IntSlice("cpu"), WritePercent: c.Int("write-percent"), Progress: progress})
 						if tty && !c.Bool("json") {
