@@ -53,7 +53,10 @@ type BenchOptions struct {
 // A program that does nothing else while it runs does best with
 // GOMAXPROCS at o.Queues, as vfioctl nvme bench sets it: every 10 ms the
 // runtime preempts each polling goroutine, and with an idle P it also
-// wakes that P's thread to look for work.
+// wakes that P's thread to look for work. With o.CPUs it also does best
+// with its other threads on those CPUs (vfioctl nvme bench --cpu pins the
+// whole process): the runtime's threads, woken elsewhere, disturb CPUs
+// meant to stay idle, and under emulation take host time from the device.
 func (ns *Namespace) Bench(o BenchOptions) (BenchResult, error) {
 	if o.Depth <= 0 {
 		o.Depth = 1

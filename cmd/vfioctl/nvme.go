@@ -146,7 +146,7 @@ written to after its completion is seen.`,
 					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "how long to run before measuring"},
 					&cli.IntFlag{Name: "size", Value: 4096, Usage: "bytes per command"},
 					&cli.IntFlag{Name: "queues", Value: 1, Usage: "I/O queue pairs, each driven by its own thread"},
-					&cli.IntSliceFlag{Name: "cpu", Usage: "pin queue i's thread to the i-th of these CPUs (default: not pinned)"},
+					&cli.IntSliceFlag{Name: "cpu", Usage: "pin queue i's thread to the i-th of these CPUs and the process's other threads to all of them (default: not pinned)"},
 					&cli.IntFlag{Name: "write-percent", Usage: "share of writes, 0 to 50"},
 					&cli.DurationFlag{Name: "poll-before-sleep", Usage: "with --interrupts: spin this long before sleeping on the vector (hybrid)"},
 					&cli.BoolFlag{Name: "no-shadow-doorbells", Usage: "write every doorbell register even where the controller offers shadow doorbells"},
@@ -203,6 +203,11 @@ written to after its completion is seen.`,
 						// P's thread to look for work, context switches on
 						// the other CPUs that, emulated, slow the device.
 						defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(c.Int("queues")))
+						if cpus := c.IntSlice("cpu"); len(cpus) > 0 {
+							if err := pinProcess(cpus); err != nil {
+								return err
+							}
+						}
 						res, err := ns.Bench(nvme.BenchOptions{Depth: c.Int("depth"), Duration: c.Duration("time"), Warmup: c.Duration("warmup"), Size: c.Int("size"),
 							Queues: c.Int("queues"), CPUs: c.IntSlice("cpu"), WritePercent: c.Int("write-percent"), Progress: progress})
 						if tty && !c.Bool("json") {
