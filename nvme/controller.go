@@ -16,7 +16,7 @@ import (
 // command timeout.
 type Options struct {
 	Queues     int           // I/O queue pairs (default 1)
-	QueueDepth int           // entries per I/O queue (default min(CAP.MQES, 256))
+	QueueDepth int           // entries per I/O submission queue (default min(CAP.MQES, 256)); its completion queue has twice as many, at most CAP.MQES
 	Interrupts bool          // complete through MSI-X vectors on eventfds instead of polling
 	PoolSize   int           // bytes of DMA memory for queues, PRP lists and buffers (default 8 MiB)
 	Timeout    time.Duration // per command (default 5 s)
@@ -228,11 +228,12 @@ func (c *Controller) createQueues(q *QueuePair) error {
 	if q.evfd >= 0 {
 		cq |= 1<<1 | uint32(q.id)<<16 // interrupts on, vector q.id
 	}
-	size := uint32(q.depth-1)<<16 | uint32(q.id)
 	// PRP1 of a physically contiguous queue is its base address.
+	size := uint32(q.cqDepth-1)<<16 | uint32(q.id)
 	if _, err := c.admin.exec(fmt.Sprintf("create I/O completion queue %d", q.id), &Command{Opcode: adminCreateCQ, PRP1: q.cqIOVA, CDW10: size, CDW11: cq}, 0, 0); err != nil {
 		return err
 	}
+	size = uint32(q.depth-1)<<16 | uint32(q.id)
 	_, err := c.admin.exec(fmt.Sprintf("create I/O submission queue %d", q.id), &Command{Opcode: adminCreateSQ, PRP1: q.sqIOVA, CDW10: size, CDW11: 1 | uint32(q.id)<<16}, 0, 0)
 	return err
 }

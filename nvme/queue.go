@@ -20,7 +20,19 @@ import (
 type QueuePair struct {
 	c     *Controller
 	id    int
-	depth int // entries; at most depth-1 commands are outstanding
+	depth int // submission queue entries; at most depth-1 commands are outstanding
+	// cqDepth is the completion queue's entries: for an I/O queue twice
+	// depth (at most CAP.MQES), so that its head doorbell can lag. The
+	// controller sees the queue full, and stops posting, when its view of
+	// the entries in use reaches cqDepth-1; in use are the completions the
+	// driver has not reaped (at most depth-1, one per outstanding command)
+	// and those it reaped but has not announced, which it keeps below
+	// cqSlack = cqDepth-depth by ringing when they reach it. So the queue
+	// is never full, and most completions cost no head doorbell: with
+	// shadow doorbells QEMU's nvme asks for a register write at every
+	// head move, a VM exit each, one of the two a command cost at QD1.
+	cqDepth int
+	cqSlack int
 
 	mu        sync.Mutex
 	mem       Buffer // SQ entries, then CQ entries, then one PRP page per slot
@@ -35,6 +47,7 @@ type QueuePair struct {
 	rung      uint16 // the tail the doorbell last published
 	head      uint16
 	phase     uint16
+	unrung    int // completions reaped since the head doorbell was last written
 	sqDB      doorbell
 	cqDB      doorbell
 
@@ -66,8 +79,12 @@ const prpsPerPage = pageSize / 8
 // are packed several to a page when they are short: a list may start
 // anywhere in a page, as long as it does not cross into the next.
 func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*QueuePair, error) {
+	cqDepth := depth
+	if id > 0 { // the admin queue's sizes are AQA's, kept equal
+		cqDepth = min(2*depth, c.cap.mqes)
+	}
 	sqBytes := depth * int(unsafe.Sizeof(Command{}))
-	cqBytes := depth * int(unsafe.Sizeof(completion{}))
+	cqBytes := cqDepth * int(unsafe.Sizeof(completion{}))
 	sqPages := (sqBytes + pageSize - 1) / pageSize
 	cqPages := (cqBytes + pageSize - 1) / pageSize
 	stride := 0 // bytes of PRP list per command id
@@ -91,9 +108,9 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 		}
 	}
 	q := &QueuePair{
-		c: c, id: id, depth: depth, mem: mem, evfd: evfd, prpStride: stride,
+		c: c, id: id, depth: depth, cqDepth: cqDepth, cqSlack: cqDepth - depth, mem: mem, evfd: evfd, prpStride: stride,
 		sq:       unsafe.Slice((*Command)(unsafe.Pointer(&b[0])), depth),
-		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), depth),
+		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), cqDepth),
 		sqIOVA:   mem.IOVA(),
 		cqIOVA:   mem.IOVA() + uint64(sqPages*pageSize),
 		prpIOVA:  mem.IOVA() + uint64((sqPages+cqPages)*pageSize),
@@ -113,7 +130,7 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 // reset empties both rings (after a controller reset or before creation).
 func (q *QueuePair) reset() {
 	clear(q.mem.Bytes())
-	q.tail, q.rung, q.head, q.phase = 0, 0, 0, 1
+	q.tail, q.rung, q.head, q.phase, q.unrung = 0, 0, 0, 1, 0
 	q.free, q.finished, q.lost = q.free[:0], q.finished[:0], 0
 	for i := len(q.slots) - 1; i >= 0; i-- {
 		q.slots[i] = slot{}
@@ -205,7 +222,8 @@ func (q *QueuePair) enqueue(op string, cmd *Command, iova uint64, n int, async b
 }
 
 // reap moves the completions the controller has posted into their slots
-// and returns how many.
+// and returns how many. It writes the head doorbell when cqSlack or more
+// completions have gone unannounced (every time for the admin queue).
 func (q *QueuePair) reap() int {
 	n := 0
 	for {
@@ -229,13 +247,14 @@ func (q *QueuePair) reap() int {
 			}
 		}
 		q.head++
-		if int(q.head) == q.depth {
+		if int(q.head) == q.cqDepth {
 			q.head, q.phase = 0, q.phase^1
 		}
 		n++
 	}
-	if n > 0 {
+	if q.unrung += n; n > 0 && q.unrung >= q.cqSlack {
 		q.cqDB.ring(q.c, q.head)
+		q.unrung = 0
 	}
 	return n
 }

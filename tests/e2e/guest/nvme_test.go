@@ -116,6 +116,36 @@ func nvmeDriver(t *testing.T, m mode, irq bool) {
 	}); a != 0 || reaped != 201 {
 		t.Errorf("200 Submit+Poll reads allocate %d times (irq %v), want 0; %d reaped", a, irq, reaped)
 	}
+	// The queue kept full through four wraps of its completion queue: the
+	// head doorbell lags (the driver announces it every cqDepth-depth
+	// completions); were the lag ever too long, the controller would see
+	// the completion queue full, stop posting, and the commands would time
+	// out.
+	start, done, outstanding := time.Now(), 0, 0
+	for done < 8*q.Depth() {
+		for outstanding < q.Depth() {
+			if _, err := ns.Submit(q, nvme.OpRead, uint64(8*(done+outstanding)%4096), hot); err != nil {
+				t.Fatalf("after %d completions: %v", done, err)
+			}
+			outstanding++
+		}
+		n, err := q.Poll(true, func(_ uint16, err error) {
+			if err != nil {
+				t.Errorf("a read with the queue full: %v", err)
+			}
+		})
+		if err != nil || time.Since(start) > 20*time.Second {
+			t.Fatalf("after %d completions with %d outstanding (%v): %v", done, outstanding, time.Since(start), err)
+		}
+		done, outstanding = done+n, outstanding-n
+	}
+	for outstanding > 0 {
+		n, err := q.Poll(true, func(uint16, error) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outstanding -= n
+	}
 	c.ReturnBuffer(hot)
 	if err := ns.Flush(c.Queue(0)); err != nil {
 		t.Error(err)
