@@ -25,8 +25,7 @@ type BenchOptions struct {
 	Queues int
 	// CPUs pins queue i's thread to CPUs[i%len(CPUs)], as SPDK pins its
 	// reactors, and with interrupts steers the queue's vector there too.
-	// Empty: the threads are not pinned (each goroutine is still locked to
-	// its thread).
+	// Empty: the threads are not pinned.
 	CPUs []int
 	// WritePercent is the share of commands that are writes, 0 to 50.
 	// Each write puts back the data its buffer has just read to the blocks
@@ -51,9 +50,12 @@ type BenchOptions struct {
 // the commands submitted after them); the elapsed time from the start of
 // measuring to the last measured completion. Its loop allocates nothing.
 // A program that does nothing else while it runs does best with
-// GOMAXPROCS at o.Queues, as vfioctl nvme bench sets it: every 10 ms the
-// runtime preempts each polling goroutine, and with an idle P it also
-// wakes that P's thread to look for work. With o.CPUs it also does best
+// GOMAXPROCS at o.Queues, as vfioctl nvme bench sets it: a polling
+// worker then yields every millisecond, which costs nothing when no P is
+// idle, and the runtime never preempts it. With more Ps each worker is
+// locked to its thread, and every 10 ms the runtime preempts it, handing
+// its P to another thread and back, and wakes an idle P's thread to look
+// for work. With o.CPUs it also does best
 // with its other threads on those CPUs (vfioctl nvme bench --cpu pins the
 // whole process): the runtime's threads, woken elsewhere, disturb CPUs
 // meant to stay idle, and under emulation take host time from the device.
@@ -268,23 +270,27 @@ func (w *benchWorker) submitBatch(slots []int32, now int64) error {
 // from measure on, and waits for the last of them. Worker 0 reports
 // progress for all of ws.
 func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
-	// Locked to its thread, the goroutine stays where its pinning (and
-	// its caches) are; when sysmon preempts it (every 10 ms), it comes
-	// back to the same thread. Yielding more often to avoid that costs
-	// more: measured under QEMU, a Gosched from a locked thread hands its
-	// P to another thread and back, two futex wakeups, about 170 µs.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// The runtime preempts a goroutine that runs 10 ms without
+	// rescheduling (sysmon's signal). Preempting one locked to its thread
+	// hands its P to another thread and back, two futex wakeups (about
+	// 170 µs under QEMU), as would a Gosched. A polling worker that every
+	// P is busy with (GOMAXPROCS at most the workers, as vfioctl nvme
+	// bench sets it) instead stays unlocked and yields every millisecond:
+	// with no idle P to wake and nothing else to run, Gosched puts it back
+	// on its own thread at once, and sysmon never has cause to preempt.
+	// Otherwise, and when it sleeps on the vector, it is locked to its
+	// thread, which keeps it where its pinning and caches are.
+	yield := w.q.evfd < 0 && runtime.GOMAXPROCS(0) <= len(ws)
+	if !yield {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	var pin threadPin
 	if w.cpu >= 0 {
-		var set, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &set); err != nil {
-			return fmt.Errorf("nvme: bench: %w", err)
-		}
-		defer unix.SchedSetaffinity(0, &set)
-		one.Set(w.cpu)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
+		if err := pin.follow(w.cpu); err != nil {
 			return fmt.Errorf("nvme: bench: pinning queue %d to CPU %d: %w", w.q.id, w.cpu, err)
 		}
+		defer pin.restore()
 		if w.q.evfd >= 0 {
 			old, err := w.q.SteerInterrupt(w.cpu)
 			if err != nil {
@@ -311,6 +317,7 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 		finished = append(finished, w.byCID[cid])
 	}
 	reserved := false
+	nextYield := int64(0)
 	report := begin + int64(time.Second)
 	now := mono()
 	all := make([]int32, len(w.slots))
@@ -330,6 +337,15 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 			return failed
 		}
 		now = mono()
+		if yield && now >= nextYield {
+			runtime.Gosched()
+			nextYield = now + int64(time.Millisecond)
+			if w.cpu >= 0 {
+				if err := pin.follow(w.cpu); err != nil {
+					return fmt.Errorf("nvme: bench: pinning queue %d to CPU %d: %w", w.q.id, w.cpu, err)
+				}
+			}
+		}
 		stop := now >= end
 		if !reserved && now >= measure && w.o.Warmup > 0 {
 			// Room for every latency at the warmup's rate, and a quarter
@@ -387,4 +403,38 @@ func (w *benchWorker) run(begin, measure, end int64, ws []*benchWorker) error {
 		}
 	}
 	return nil
+}
+
+// threadPin keeps a polling worker's thread on one CPU. An unlocked
+// worker may resume on another thread after a yield (rarely: only if
+// another thread took its P meanwhile); follow then gives the thread it
+// left its affinity back and pins the new one. restore undoes the last.
+type threadPin struct {
+	tid int // 0: nothing pinned
+	old unix.CPUSet
+}
+
+func (p *threadPin) follow(cpu int) error {
+	tid := unix.Gettid()
+	if tid == p.tid {
+		return nil
+	}
+	p.restore()
+	var old, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return err
+	}
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return err
+	}
+	p.tid, p.old = tid, old
+	return nil
+}
+
+func (p *threadPin) restore() {
+	if p.tid != 0 {
+		_ = unix.SchedSetaffinity(p.tid, &p.old)
+		p.tid = 0
+	}
 }
