@@ -11,11 +11,15 @@
 // vector to its CPU); Options.PollBeforeSleep spins first, then sleeps
 // (hybrid). Data buffers come from the same pool (Controller.TakeBuffer),
 // so the I/O path maps nothing and allocates nothing. Enqueue and Ring
-// send a batch of commands with one doorbell write.
+// send a batch of commands with one doorbell write; the completion
+// queue's head doorbell is written once every Options.QueueDepth
+// completions (its completion queue is twice the size, so it never fills).
 //
 // Namespace.Bench measures it: random reads (and writes that put back
 // what was read) on one or more queues, each from its own thread, with
 // exact latency percentiles (Latencies) and the data checked as it runs.
+// A program that only polls does best with GOMAXPROCS at its number of
+// queues: see Bench.
 //
 // Every command has a deadline (Options.Timeout). A command past it is
 // aborted; when the controller reports a fatal status (CSTS.CFS) or does
