@@ -55,10 +55,10 @@ type BenchOptions struct {
 // idle, and the runtime never preempts it. With more Ps each worker is
 // locked to its thread, and every 10 ms the runtime preempts it, handing
 // its P to another thread and back, and wakes an idle P's thread to look
-// for work. With o.CPUs it also does best
-// with its other threads on those CPUs (vfioctl nvme bench --cpu pins the
-// whole process): the runtime's threads, woken elsewhere, disturb CPUs
-// meant to stay idle, and under emulation take host time from the device.
+// for work. With o.CPUs it also does best with its other threads on those
+// CPUs (vfioctl nvme bench --cpu pins the whole process): the runtime's
+// threads, woken elsewhere, disturb CPUs meant to stay idle, and under
+// emulation take host time from the device.
 func (ns *Namespace) Bench(o BenchOptions) (BenchResult, error) {
 	if o.Depth <= 0 {
 		o.Depth = 1

@@ -27,12 +27,11 @@ type QueuePair struct {
 	// the entries in use reaches cqDepth-1; in use are the completions the
 	// driver has not reaped (at most depth-1, one per outstanding command)
 	// and those it reaped but has not announced, which it keeps below
-	// cqSlack = cqDepth-depth by ringing when they reach it. So the queue
+	// cqDepth-depth by ringing when they reach it. So the queue
 	// is never full, and most completions cost no head doorbell: with
 	// shadow doorbells QEMU's nvme asks for a register write at every
 	// head move, a VM exit each, one of the two a command cost at QD1.
 	cqDepth int
-	cqSlack int
 
 	mu        sync.Mutex
 	mem       Buffer // SQ entries, then CQ entries, then one PRP page per slot
@@ -108,7 +107,7 @@ func newQueuePair(c *Controller, id, depth, maxXfer int, ev *vfio.Eventfd) (*Que
 		}
 	}
 	q := &QueuePair{
-		c: c, id: id, depth: depth, cqDepth: cqDepth, cqSlack: cqDepth - depth, mem: mem, evfd: evfd, prpStride: stride,
+		c: c, id: id, depth: depth, cqDepth: cqDepth, mem: mem, evfd: evfd, prpStride: stride,
 		sq:       unsafe.Slice((*Command)(unsafe.Pointer(&b[0])), depth),
 		cq:       unsafe.Slice((*completion)(unsafe.Pointer(&b[sqPages*pageSize])), cqDepth),
 		sqIOVA:   mem.IOVA(),
@@ -222,8 +221,8 @@ func (q *QueuePair) enqueue(op string, cmd *Command, iova uint64, n int, async b
 }
 
 // reap moves the completions the controller has posted into their slots
-// and returns how many. It writes the head doorbell when cqSlack or more
-// completions have gone unannounced (every time for the admin queue).
+// and returns how many. It writes the head doorbell when cqDepth-depth or
+// more completions have gone unannounced (every time for the admin queue).
 func (q *QueuePair) reap() int {
 	n := 0
 	for {
@@ -252,7 +251,7 @@ func (q *QueuePair) reap() int {
 		}
 		n++
 	}
-	if q.unrung += n; n > 0 && q.unrung >= q.cqSlack {
+	if q.unrung += n; n > 0 && q.unrung >= q.cqDepth-q.depth {
 		q.cqDB.ring(q.c, q.head)
 		q.unrung = 0
 	}
