@@ -40,7 +40,7 @@ _vfioctl() {
 	" nvme identify") cmds="" flags="--backend --json --nsid --help" addrs=1 ;;
 	" nvme read") cmds="" flags="--backend --blocks --lba --nsid --output -o --help" addrs=1 ;;
 	" nvme write") cmds="" flags="--backend --input --lba --nsid -i --help" addrs=1 ;;
-	" nvme bench") cmds="" flags="--backend --cpu --cpuprofile --depth --interrupts --json --no-shadow-doorbells --nsid --poll-before-sleep --queues --size --time --warmup --write-percent --help" addrs=1 ;;
+	" nvme bench") cmds="" flags="--backend --cpu --cpuprofile --depth --interrupts --json --nsid --poll-before-sleep --queues --shadow-doorbells --size --time --warmup --write-percent --help" addrs=1 ;;
 	" persist") cmds="list apply install" flags="--help" ;;
 	" persist list") cmds="" flags="--json --help" ;;
 	" persist apply") cmds="" flags="--json --help" addrs=1 ;;

@@ -149,7 +149,7 @@ written to after its completion is seen.`,
 					&cli.IntSliceFlag{Name: "cpu", Usage: "pin queue i's thread to the i-th of these CPUs and the process's other threads to all of them (default: not pinned)"},
 					&cli.IntFlag{Name: "write-percent", Usage: "share of writes, 0 to 50"},
 					&cli.DurationFlag{Name: "poll-before-sleep", Usage: "with --interrupts: spin this long before sleeping on the vector (hybrid)"},
-					&cli.BoolFlag{Name: "no-shadow-doorbells", Usage: "write every doorbell register even where the controller offers shadow doorbells"},
+					&cli.StringFlag{Name: "shadow-doorbells", Value: "auto", Usage: "`auto`, on or off: use the controller's shadow doorbells where it offers them (auto: off at --depth 1, where each command needs its register write anyway and the shadow words only cost the controller reads)"},
 					&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile of the run to `FILE` (go tool pprof)"}},
 				Action: func(c *cli.Context) error {
 					if c.Int("depth") < 1 || c.Duration("time") <= 0 || c.Int("size") <= 0 || c.Int("queues") < 1 {
@@ -164,13 +164,23 @@ written to after its completion is seen.`,
 					if w := c.Int("write-percent"); w < 0 || w > 50 {
 						return usagef("--write-percent %d: 0 to 50 (each write rewrites a block just read)", w)
 					}
+					noShadow := false
+					switch sd := c.String("shadow-doorbells"); sd {
+					case "auto":
+						noShadow = c.Int("depth") == 1
+					case "on":
+					case "off":
+						noShadow = true
+					default:
+						return usagef("--shadow-doorbells %q: auto, on or off", sd)
+					}
 					for _, cpu := range c.IntSlice("cpu") {
 						if cpu < 0 {
 							return usagef("--cpu %d: CPUs are numbered from 0", cpu)
 						}
 					}
 					opts := &nvme.Options{Queues: c.Int("queues"), Interrupts: c.Bool("interrupts"), PollBeforeSleep: c.Duration("poll-before-sleep"),
-						NoShadowDoorbells: c.Bool("no-shadow-doorbells"), QueueDepth: max(64, c.Int("depth")+1)}
+						NoShadowDoorbells: noShadow, QueueDepth: max(64, c.Int("depth")+1)}
 					return withNVMe(c, opts, func(ctl *nvme.Controller, ns *nvme.Namespace) error {
 						// On a terminal the progress line rewrites itself;
 						// to a file or pipe it is one line a second.
@@ -216,7 +226,8 @@ written to after its completion is seen.`,
 						if err != nil {
 							return err
 						}
-						return emit(c, res, func(w io.Writer) {
+						out := benchOutput{BenchResult: res, ShadowDoorbells: ctl.ShadowDoorbells()}
+						return emit(c, out, func(w io.Writer) {
 							mode := "polled"
 							if c.Bool("interrupts") {
 								mode = "MSI-X"
@@ -232,6 +243,9 @@ written to after its completion is seen.`,
 							if n := c.Int("queues"); n > 1 {
 								queues = fmt.Sprintf("%d queues", n)
 							}
+							if out.ShadowDoorbells {
+								mode += ", shadow doorbells"
+							}
 							fprintf(w, "%s, depth %d, %s, %s:\n%.0f IOPS\tp50 %s\tp99 %s\tp99.9 %s\tmax %s\n",
 								queues, c.Int("depth"), what, mode, res.IOPS, res.P50, res.P99, res.P999, res.Max)
 						})
@@ -240,6 +254,13 @@ written to after its completion is seen.`,
 			},
 		},
 	}
+}
+
+// benchOutput is what nvme bench reports: the result, and whether the I/O
+// queues used shadow doorbells (--shadow-doorbells).
+type benchOutput struct {
+	nvme.BenchResult
+	ShadowDoorbells bool `json:"shadow_doorbells"`
 }
 
 // withNVMe opens the controller of the address argument and its namespace.

@@ -416,6 +416,7 @@ func TestCLINVMe(t *testing.T) {
 		P50    int64   `json:"p50_ns"`
 		P99    int64   `json:"p99_ns"`
 		Max    int64   `json:"max_ns"`
+		Shadow *bool   `json:"shadow_doorbells"`
 	}
 	var res benchOut
 	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "1s", "--warmup", "200ms", "--depth", "4", "--queues", "2", "--cpu", "0,1", "--write-percent", "30", "--json")), &res); err != nil {
@@ -427,6 +428,31 @@ func TestCLINVMe(t *testing.T) {
 	if share := float64(res.Writes) / float64(res.IOs); share < 0.2 || share > 0.4 {
 		t.Errorf("bench: %d writes of %d commands, want about 30 %%", res.Writes, res.IOs)
 	}
+	// QEMU's nvme offers shadow doorbells: --shadow-doorbells auto uses
+	// them from depth 2 on (above: depth 4), not at depth 1, and on or
+	// off says so at any depth.
+	show := func(b *bool) string {
+		if b == nil {
+			return "missing"
+		}
+		return fmt.Sprint(*b)
+	}
+	if res.Shadow == nil || !*res.Shadow {
+		t.Errorf("bench at depth 4, --shadow-doorbells auto: shadow_doorbells %s, want true", show(res.Shadow))
+	}
+	for _, c := range []struct {
+		flag string
+		want bool
+	}{{"auto", false}, {"on", true}, {"off", false}} {
+		res = benchOut{}
+		if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "300ms", "--warmup", "0s", "--shadow-doorbells", c.flag, "--json")), &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.IOs == 0 || res.Shadow == nil || *res.Shadow != c.want {
+			t.Errorf("bench at depth 1, --shadow-doorbells %s: %d I/Os, shadow_doorbells %s, want %v", c.flag, res.IOs, show(res.Shadow), c.want)
+		}
+	}
+	mustExit(t, 2, "nvme", "bench", addr, "--shadow-doorbells", "maybe")
 	// Hybrid completion: spin 50 µs, then sleep on the vector.
 	res = benchOut{}
 	if err := json.Unmarshal([]byte(mustExit(t, 0, "nvme", "bench", addr, "--time", "500ms", "--warmup", "0s", "--interrupts", "--poll-before-sleep", "50us", "--json")), &res); err != nil {

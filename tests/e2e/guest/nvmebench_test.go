@@ -224,6 +224,9 @@ func (b *benchBoot) ours(o nvme.Options, be vfio.Backend, iommu vfio.IOMMUType, 
 	}
 	defer h.Close()
 	o.QueueDepth = 64
+	// As vfioctl nvme bench does: shadow doorbells only with more than one
+	// command in flight (nvme.Options.NoShadowDoorbells says why).
+	o.NoShadowDoorbells = bo.Depth == 1
 	c, err := nvme.New(h, &o)
 	if err != nil {
 		return nvme.BenchResult{}, err
