@@ -1,12 +1,15 @@
 package qemu
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Run boots spec and reports every top-level test of the guest's test
@@ -83,9 +86,10 @@ func Run(t *testing.T, spec Spec) *Result {
 
 // GoTest is one top-level test as `go test -v` reported it.
 type GoTest struct {
-	Name   string
-	Result string // PASS, FAIL, SKIP, or "" when the output stops first
-	Output string
+	Name    string
+	Result  string // PASS, FAIL, SKIP, or "" when the output stops first
+	Output  string
+	Elapsed time.Duration // as its result line says; 0 when it has none
 }
 
 // GoTests splits `go test -v` output into its top-level tests.
@@ -102,9 +106,10 @@ func GoTests(out string) []GoTest {
 		}
 		for _, r := range []string{"PASS", "FAIL", "SKIP"} {
 			if rest, ok := strings.CutPrefix(line, "--- "+r+": "); ok {
-				name, _, _ := strings.Cut(rest, " ")
+				name, took, _ := strings.Cut(rest, " ")
 				if i, ok := idx[name]; ok {
 					tests[i].Result = r
+					tests[i].Elapsed, _ = time.ParseDuration(strings.Trim(took, "()"))
 					cur = -1
 				}
 			}
@@ -181,10 +186,27 @@ func summary(tests []GoTest) string {
 		}
 	}
 	s := fmt.Sprintf("%d passed, %d skipped, %d failed", count["PASS"], count["SKIP"], total-count["PASS"]-count["SKIP"])
+	if slow := slowest(tests, 5); slow != "" {
+		s += "; slowest: " + slow
+	}
 	if len(skipped) > 0 {
 		s += "\n" + strings.Join(skipped, "\n")
 	}
 	return s
+}
+
+// slowest names the n top-level tests that took longest, with their
+// times as the guest measured them: where a boot's minutes go.
+func slowest(tests []GoTest, n int) string {
+	byTime := slices.Clone(tests)
+	slices.SortStableFunc(byTime, func(a, b GoTest) int { return cmp.Compare(b.Elapsed, a.Elapsed) })
+	var l []string
+	for _, gt := range byTime[:min(n, len(byTime))] {
+		if gt.Elapsed > 0 {
+			l = append(l, fmt.Sprintf("%s %.1fs", gt.Name, gt.Elapsed.Seconds()))
+		}
+	}
+	return strings.Join(l, ", ")
 }
 
 // filtered reports whether the run was narrowed with -test.run, when a

@@ -3,12 +3,13 @@ package qemu
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGoTests(t *testing.T) {
 	out := strings.Join([]string{
 		"=== RUN   TestA",
-		"--- PASS: TestA (0.00s)",
+		"--- PASS: TestA (1.25s)",
 		"=== RUN   TestB",
 		"=== RUN   TestB/sub",
 		"    b_test.go:9: boom",
@@ -26,6 +27,9 @@ func TestGoTests(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d tests: %+v", len(got), got)
+	}
+	if got[0].Elapsed != 1250*time.Millisecond || got[3].Elapsed != 0 {
+		t.Errorf("elapsed: TestA %v (want 1.25s), TestD %v (no result line: want 0)", got[0].Elapsed, got[3].Elapsed)
 	}
 	if subs := subtests(got[1]); len(subs) != 1 || subs[0].Name != "TestB/sub" || subs[0].Result != "FAIL" {
 		t.Errorf("subtests(TestB) = %+v", subs)
@@ -46,7 +50,7 @@ func TestParseFrames(t *testing.T) {
 }
 
 // TestSummary: a boot's report counts tests and subtests by result and
-// gives each skip's reason.
+// gives each skip's reason, and names the slowest tests.
 func TestSummary(t *testing.T) {
 	out := strings.Join([]string{
 		"=== RUN   TestA",
@@ -54,17 +58,17 @@ func TestSummary(t *testing.T) {
 		"    a_test.go:5: one logs",
 		"=== RUN   TestA/two",
 		"    a_test.go:7: cdev: this kernel lacks it",
-		"--- PASS: TestA (0.00s)",
-		"    --- PASS: TestA/one (0.00s)",
+		"--- PASS: TestA (0.40s)",
+		"    --- PASS: TestA/one (0.30s)",
 		"    --- SKIP: TestA/two (0.00s)",
 		"=== RUN   TestB",
-		"--- FAIL: TestB (0.00s)",
+		"--- FAIL: TestB (12.06s)",
 		"=== RUN   TestC",
 		"--- SKIP: TestC (0.00s)",
 		"    c_test.go:3: no nvme here",
 	}, "\n")
 	got := summary(GoTests(out))
-	want := "2 passed, 2 skipped, 1 failed\n  skipped TestA/two: a_test.go:7: cdev: this kernel lacks it\n  skipped TestC: c_test.go:3: no nvme here"
+	want := "2 passed, 2 skipped, 1 failed; slowest: TestB 12.1s, TestA 0.4s\n  skipped TestA/two: a_test.go:7: cdev: this kernel lacks it\n  skipped TestC: c_test.go:3: no nvme here"
 	if got != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
 	}
