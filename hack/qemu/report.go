@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +27,7 @@ func Run(t *testing.T, spec Spec) *Result {
 			// Boot once more, saying so; the stalled boot's logs stay.
 			kept := strings.TrimSuffix(res.ConsoleLog, ".console.log") + ".stalled.console.log"
 			_ = os.Rename(res.ConsoleLog, kept)
-			saveResults(spec, res, ".stalled")
+			saveResults(res, ".stalled")
 			t.Logf("boot %s/%s: the guest's kernel reported a stalled vCPU (%q, console log %s): booting it again, once", spec.Kernel, spec.Profile, stall, kept)
 			res, err = Boot(context.Background(), spec)
 		}
@@ -75,7 +74,9 @@ func Run(t *testing.T, spec Spec) *Result {
 		}
 	}
 	if res.Err != nil || t.Failed() || os.Getenv("VFIOCTL_E2E_KEEP") != "" {
-		saveResults(spec, res, "")
+		saveResults(res, "")
+	} else {
+		os.Remove(res.ConsoleLog) // a passing boot's: nothing to look into
 	}
 	if res.Err != nil {
 		b, _ := os.ReadFile(res.ConsoleLog)
@@ -244,12 +245,12 @@ func Stalled(consoleLog string) string {
 	return ""
 }
 
-func saveResults(spec Spec, res *Result, suffix string) {
+func saveResults(res *Result, suffix string) {
 	var b strings.Builder
 	for _, c := range res.Commands {
 		b.WriteString("### " + c.Name + "\n" + c.Output)
 	}
-	_ = os.WriteFile(filepath.Join(ArtifactDir(), spec.Kernel+"-"+spec.Profile+suffix+".results.log"), []byte(b.String()), 0o644)
+	_ = os.WriteFile(strings.TrimSuffix(res.ConsoleLog, ".console.log")+suffix+".results.log", []byte(b.String()), 0o644)
 }
 
 func contains(list []string, s string) bool {

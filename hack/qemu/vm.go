@@ -252,7 +252,8 @@ func Kernel(variant string) (string, error) {
 	return f[1], nil
 }
 
-// ArtifactDir is where console logs of failed boots are kept.
+// ArtifactDir is where console logs of failed boots are kept, each
+// named KERNEL-PROFILE-N.console.log (Result.ConsoleLog).
 func ArtifactDir() string {
 	if d := os.Getenv("VFIOCTL_ARTIFACTS"); d != "" {
 		return d
@@ -308,7 +309,14 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	if err := os.MkdirAll(ArtifactDir(), 0o755); err != nil {
 		return nil, err
 	}
-	console := filepath.Join(ArtifactDir(), fmt.Sprintf("%s-%s.console.log", spec.Kernel, spec.Profile))
+	// A name of its own: boots of one kernel and profile may run at once
+	// (parallel subtests, or two test runs on one machine).
+	f, err := os.CreateTemp(ArtifactDir(), fmt.Sprintf("%s-%s-*.console.log", spec.Kernel, spec.Profile))
+	if err != nil {
+		return nil, err
+	}
+	console := f.Name()
+	f.Close()
 
 	// loglevel 4 keeps IOMMU fault storms off the slow serial console;
 	// tests read every message from /dev/kmsg regardless.

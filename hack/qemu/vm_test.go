@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,9 +18,35 @@ func TestBrokenGuests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs")
 	}
+	// Boot is called through boot, which notes each boot's console log:
+	// the boots of one kernel and profile below run at once, and each
+	// must keep a log of its own (through one shared file, "kernel never
+	// reaches init" could read another boot's kernel log).
+	var mu sync.Mutex
+	var logs []string
+	boot := func(spec Spec) (*Result, error) {
+		res, err := Boot(context.Background(), spec)
+		if err == nil {
+			mu.Lock()
+			logs = append(logs, res.ConsoleLog)
+			mu.Unlock()
+		}
+		return res, err
+	}
+	t.Cleanup(func() {
+		seen := map[string]bool{}
+		for _, l := range logs {
+			if name := filepath.Base(l); seen[l] || !strings.HasPrefix(name, "legacy-intel-") || !strings.HasSuffix(name, ".console.log") {
+				t.Errorf("console logs %q: want each boot's own, named legacy-intel-N.console.log", logs)
+				break
+			}
+			seen[l] = true
+			os.Remove(l) // the broken guests' logs were read above
+		}
+	})
 	t.Run("test panics", func(t *testing.T) {
 		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
-		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/panics"}})
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/panics"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +61,7 @@ func TestBrokenGuests(t *testing.T) {
 	t.Run("kernel never reaches init", func(t *testing.T) {
 		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
 		start := time.Now()
-		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Cmdline: "rdinit=/nonexistent", Timeout: time.Minute})
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", Cmdline: "rdinit=/nonexistent", Timeout: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +82,7 @@ func TestBrokenGuests(t *testing.T) {
 		// the guest has booted, however slowly) ends a hung test with its
 		// goroutine dump, before the VM is killed.
 		start := time.Now()
-		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/hangs"}, Timeout: 20 * time.Second})
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./hack/qemu/testdata/hangs"}, Timeout: 20 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +99,7 @@ func TestBrokenGuests(t *testing.T) {
 		// only the VM timeout, counted from init's first word, ends this
 		// boot, and init's first word names the kernel.
 		start := time.Now()
-		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", Timeout: 15 * time.Second,
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", Timeout: 15 * time.Second,
 			Commands: []frame.Command{{Name: "hang", Argv: []string{"/bin/sleep", "3600"}}}})
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +121,7 @@ func TestBrokenGuests(t *testing.T) {
 		defer func(d time.Duration) { NoProgressTimeout = d }(NoProgressTimeout)
 		NoProgressTimeout = 5 * time.Second
 		start := time.Now()
-		res, err := Boot(context.Background(), Spec{Kernel: "legacy", Profile: "intel", QEMUArgs: []string{"-S"}, Timeout: 2 * time.Minute})
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", QEMUArgs: []string{"-S"}, Timeout: 2 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -58,5 +58,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "demo: %v (console log: %s)\n", res.Err, res.ConsoleLog)
 		os.Exit(1)
 	}
+	os.Remove(res.ConsoleLog) // kept only when the demo failed
 	fmt.Printf("\nguest powered off after %s\n", res.Elapsed.Round(time.Second/10))
 }
