@@ -1,16 +1,22 @@
 // Package e2e boots the guest kernels under every vIOMMU profile and runs
 // the in-guest test packages there as root; each guest test is reported
-// here as a subtest named kernel/profile/TestName.
+// here as a subtest named kernel/profile/TestName. TestVM runs its boots
+// side by side (VFIOCTL_E2E_PARALLEL sets how many at once).
 //
 //	go test ./tests/e2e                                  # everything
+//	VFIOCTL_E2E_PARALLEL=1 go test ./tests/e2e           # one boot at a time
 //	VFIOCTL_E2E_KERNELS=legacy VFIOCTL_E2E_PROFILES=intel go test ./tests/e2e
 //	go test ./tests/e2e -args -test.run=... is not forwarded; use VFIOCTL_E2E_RUN
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +39,56 @@ const PPCTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|Te
 	"TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|TestCLIListMatchesSysfs|" +
 	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSPAPR|TestLowPower)$"
 
+// boot is one of TestVM's boots: a subtest.
+type boot struct {
+	name string
+	run  func(t *testing.T)
+}
+
+// runBoots runs boots as subtests of t, n at a time, in their order (the
+// longest first, so no long boot runs alone at the end).
+func runBoots(t *testing.T, boots []boot, n int) {
+	queue := make(chan boot)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range queue {
+				t.Run(b.name, b.run)
+			}
+		}()
+	}
+	for _, b := range boots {
+		queue <- b
+	}
+	close(queue)
+	wg.Wait()
+}
+
+// parallelBoots is how many guests TestVM runs at once:
+// VFIOCTL_E2E_PARALLEL, or one per host CPU and 2 GiB available (a guest
+// has 1 GiB of RAM, and QEMU's TCG its translation buffers), at least one.
+func parallelBoots(t *testing.T) int {
+	if v := os.Getenv("VFIOCTL_E2E_PARALLEL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("VFIOCTL_E2E_PARALLEL=%q: want a number of boots, 1 or more", v)
+		}
+		return n
+	}
+	n := runtime.NumCPU()
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			var kib int
+			if _, err := fmt.Sscanf(l, "MemAvailable: %d kB", &kib); err == nil {
+				n = min(n, kib>>21)
+			}
+		}
+	}
+	return max(n, 1)
+}
+
 func contains(l []string, s string) bool {
 	for _, x := range l {
 		if x == s {
@@ -49,7 +105,12 @@ func list(env string, def []string) []string {
 	return def
 }
 
+// TestVM runs its boots side by side, as many at once as parallelBoots
+// says: a guest spends much of its time waiting (on emulated devices, on
+// its tests' timeouts), and two boots on a 2-core host each take about a
+// tenth longer than alone.
 func TestVM(t *testing.T) {
+	var boots []boot
 	var args []string
 	if r := os.Getenv("VFIOCTL_E2E_RUN"); r != "" {
 		args = append(args, "-test.run="+r)
@@ -60,7 +121,7 @@ func TestVM(t *testing.T) {
 			continue // below: it boots without a vIOMMU; arm64 has its own machine
 		}
 		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
-			t.Run(k+"/"+p, func(t *testing.T) {
+			boots = append(boots, boot{k + "/" + p, func(t *testing.T) {
 				image := hostImage(t)
 				res := qemu.Run(t, qemu.Spec{
 					Kernel:   k,
@@ -73,14 +134,16 @@ func TestVM(t *testing.T) {
 					NVMeImage: image,
 				})
 				checkImage(t, image, res, args)
-			})
+			}})
 		}
 	}
-	// No vIOMMU, VFIO's no-IOMMU mode on: every kernel variant. On the
+	// No vIOMMU, VFIO's no-IOMMU mode on: every kernel variant (queued
+	// after the other architectures': these are short). On the
 	// iommufd test kernel the mock IOMMU's tests run here too: the mock
 	// probes its devices only where no other IOMMU driver registered
 	// first (Linux 6.12 hands a device without firmware description to the
 	// first IOMMU registered, which under a vIOMMU is intel or amd).
+	var noIOMMU []boot
 	for _, k := range kernels {
 		if k == "arm64" || k == "ppc64le" {
 			continue
@@ -91,7 +154,7 @@ func TestVM(t *testing.T) {
 			// Mediated devices need no IOMMU: they run here too.
 			run = "^(TestNoIOMMU|TestMock.*|TestMdev.*|TestMigration.*|TestDisplay.*)$"
 		}
-		t.Run(k+"/noiommu", func(t *testing.T) {
+		noIOMMU = append(noIOMMU, boot{k + "/noiommu", func(t *testing.T) {
 			qemu.Run(t, qemu.Spec{
 				Kernel:   k,
 				Profile:  "noiommu",
@@ -101,7 +164,7 @@ func TestVM(t *testing.T) {
 				Env:      env,
 				Timeout:  3 * time.Minute,
 			})
-		})
+		}})
 	}
 	// The other architectures (kernels cross-built, guest binaries built
 	// for their GOARCH, TCG): arm64 virt with an SMMUv3, and ppc64le
@@ -114,7 +177,7 @@ func TestVM(t *testing.T) {
 		if !contains(kernels, f.kernel) {
 			continue
 		}
-		t.Run(f.kernel+"/"+f.profile, func(t *testing.T) {
+		boots = append(boots, boot{f.kernel + "/" + f.profile, func(t *testing.T) {
 			run := "-test.run=" + f.tests
 			if len(args) > 0 {
 				run = args[0]
@@ -128,11 +191,12 @@ func TestVM(t *testing.T) {
 					"bin/vfioctl-device-plugin": "deviceplugin/cmd/vfioctl-device-plugin"},
 				Timeout: 8 * time.Minute,
 			})
-		})
+		}})
 	}
 	// virtio-iommu without the allow_unsafe_interrupts parameters: every
 	// mode must be refused, saying why.
-	t.Run("legacy/virtio-no-unsafe-interrupts", func(t *testing.T) {
+	boots = append(boots, noIOMMU...)
+	boots = append(boots, boot{"legacy/virtio-no-unsafe-interrupts", func(t *testing.T) {
 		qemu.Run(t, qemu.Spec{
 			Kernel:             "legacy",
 			Profile:            "virtio",
@@ -142,7 +206,8 @@ func TestVM(t *testing.T) {
 			Env:                []string{"VFIOCTL_EXPECT_NO_UNSAFE=1"},
 			Timeout:            3 * time.Minute,
 		})
-	})
+	}})
+	runBoots(t, boots, parallelBoots(t))
 }
 
 // TestVMBenchmarks runs the guest benchmarks (legacy kernel, intel-iommu)
