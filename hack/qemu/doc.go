@@ -10,9 +10,9 @@
 // where a probe guest booted under it reaches userspace (Accel), TCG
 // otherwise; a boot whose init says nothing within NoProgressTimeout is
 // reported as making no progress instead of waiting out its timeout. A
-// boot whose kernel reports an RCU stall (a vCPU that stopped: the
-// emulator or the host failed the machine) is booted again once by Run,
-// which says so and keeps the stalled boot's console log (Stalled).
+// boot whose machine failed (its kernel reports an RCU stall, a vCPU that
+// stopped; or QEMU itself dies of a fault such as SIGSEGV) is booted again
+// once by Run, which says so and keeps the failed boot's logs.
 //
 //	qemu.Run(t, qemu.Spec{Kernel: "legacy", Profile: "intel", Packages: []string{"./tests/e2e/guest"}})
 package qemu

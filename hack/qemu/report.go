@@ -3,10 +3,13 @@ package qemu
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,15 +23,13 @@ func Run(t *testing.T, spec Spec) *Result {
 	t.Helper()
 	res, err := Boot(context.Background(), spec)
 	if err == nil {
-		if stall := Stalled(res.ConsoleLog); stall != "" {
-			// The machine failed, not a test: a vCPU that stops taking
-			// its timer (seen once under TCG on a 2-core host, MSIs to
-			// that vCPU lost from then on) takes every later test down.
-			// Boot once more, saying so; the stalled boot's logs stay.
-			kept := strings.TrimSuffix(res.ConsoleLog, ".console.log") + ".stalled.console.log"
+		if why := machineFailed(res); why != "" {
+			// The machine failed, not a test: boot once more, saying so;
+			// the failed boot's logs stay.
+			kept := strings.TrimSuffix(res.ConsoleLog, ".console.log") + ".failed.console.log"
 			_ = os.Rename(res.ConsoleLog, kept)
-			saveResults(res, ".stalled")
-			t.Logf("boot %s/%s: the guest's kernel reported a stalled vCPU (%q, console log %s): booting it again, once", spec.Kernel, spec.Profile, stall, kept)
+			saveResults(res, ".failed")
+			t.Logf("boot %s/%s: %s (console log %s): booting it again, once", spec.Kernel, spec.Profile, why, kept)
 			res, err = Boot(context.Background(), spec)
 		}
 	}
@@ -228,6 +229,41 @@ func anyFailed(ts []GoTest) bool {
 		}
 	}
 	return false
+}
+
+// machineFailed says why res's boot failed as a machine rather than in
+// a test, "" if it did not: the guest kernel reported a stalled vCPU (seen
+// once under TCG on a 2-core host: a vCPU stopped taking its timer and
+// MSIs to it were lost from then on, taking every later test down), or
+// QEMU itself died of a fault (QEMU 7.2 under amd-iommu, twice in CI runs
+// of make test: a SIGSEGV during TestCLINVMe once and during
+// TestHotResetSharedBus once; each boot passed when run again). A guest
+// that crashes QEMU every time still fails: Run boots again only once.
+func machineFailed(res *Result) string {
+	if stall := Stalled(res.ConsoleLog); stall != "" {
+		return fmt.Sprintf("the guest's kernel reported a stalled vCPU (%q)", stall)
+	}
+	var exit *exec.ExitError
+	if !errors.As(res.Err, &exit) {
+		return ""
+	}
+	ws, ok := exit.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return ""
+	}
+	switch sig := ws.Signal(); sig {
+	case syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGABRT, syscall.SIGILL, syscall.SIGFPE:
+		during := "before any guest test"
+		if n := len(res.Commands); n > 0 {
+			out := res.Commands[n-1].Output
+			if i := strings.LastIndex(out, "=== RUN   "); i >= 0 {
+				name, _, _ := strings.Cut(out[i+len("=== RUN   "):], "\n")
+				during = "during guest test " + name
+			}
+		}
+		return fmt.Sprintf("QEMU itself died of %v %s", sig, during)
+	}
+	return ""
 }
 
 // Stalled is the first line of a console log in which the guest kernel

@@ -1,6 +1,11 @@
 package qemu
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +76,40 @@ func TestSummary(t *testing.T) {
 	want := "2 passed, 2 skipped, 1 failed; slowest: TestB 12.1s, TestA 0.4s\n  skipped TestA/two: a_test.go:7: cdev: this kernel lacks it\n  skipped TestC: c_test.go:3: no nvme here"
 	if got != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestMachineFailed: Run boots again when the machine failed (a stalled
+// vCPU, or QEMU dying of a fault, named with the guest test it died in),
+// not when QEMU exited with an error or was killed, nor for a test's own
+// failure.
+func TestMachineFailed(t *testing.T) {
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.console.log")
+	stalled := filepath.Join(dir, "stalled.console.log")
+	os.WriteFile(clean, []byte("[    0.000000] Linux version 6.12.118\n"), 0o644)
+	os.WriteFile(stalled, []byte("[   45.8] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:\n"), 0o644)
+	died := func(script string) error {
+		err := exec.Command("/bin/sh", "-c", script).Run()
+		return fmt.Errorf("qemu: %w: qemu-system-x86_64: warning: nic e1000e.0 has no peer", err)
+	}
+	out := "=== RUN   TestA\n--- PASS: TestA (0.10s)\n=== RUN   TestHotResetSharedBus\n=== RUN   TestHotResetSharedBus/group\n"
+	for _, c := range []struct {
+		name, console string
+		err           error
+		want          string
+	}{
+		{"SIGSEGV", clean, died("kill -SEGV $$"), "QEMU itself died of segmentation fault during guest test TestHotResetSharedBus/group"},
+		{"SIGABRT", clean, died("kill -ABRT $$"), "QEMU itself died of aborted during guest test TestHotResetSharedBus/group"},
+		{"stalled vCPU", stalled, nil, `the guest's kernel reported a stalled vCPU ("rcu: INFO: rcu_sched detected stalls on CPUs/tasks:")`},
+		{"SIGKILL", clean, died("kill -KILL $$"), ""},
+		{"exit status 1", clean, died("exit 1"), ""},
+		{"guest stopped", clean, errors.New("guest stopped before running every command"), ""},
+		{"a test failed", clean, nil, ""},
+	} {
+		res := &Result{ConsoleLog: c.console, Err: c.err, Commands: []CommandResult{{Name: "./tests/e2e/guest", Output: out}}}
+		if got := machineFailed(res); got != c.want {
+			t.Errorf("%s: machineFailed = %q, want %q", c.name, got, c.want)
+		}
 	}
 }

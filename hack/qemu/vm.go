@@ -379,7 +379,7 @@ func Boot(ctx context.Context, spec Spec) (*Result, error) {
 	case killed() != nil:
 		res.Err = killed()
 	case werr != nil:
-		res.Err = fmt.Errorf("qemu: %v: %s", werr, strings.TrimSpace(stderr.String()))
+		res.Err = fmt.Errorf("qemu: %w: %s", werr, strings.TrimSpace(stderr.String()))
 	case !res.Done:
 		res.Err = errors.New("guest stopped before running every command (kernel panic or init crash?)")
 	}

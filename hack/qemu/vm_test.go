@@ -1,11 +1,15 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +116,34 @@ func TestBrokenGuests(t *testing.T) {
 		}
 		if d := time.Since(start); d > 15*time.Second+NoProgressTimeout {
 			t.Errorf("hung guest took %s to be killed with a 15 s timeout", d)
+		}
+	})
+	t.Run("QEMU dies of a fault", func(t *testing.T) {
+		t.Parallel() // mostly waiting on a guest; after "guest makes no progress", which sets a global
+		// QEMU 7.2 has died of SIGSEGV under amd-iommu in CI: such a boot
+		// is a machine failure, which Run boots again (machineFailed).
+		// Here the host sends the fault to this boot's QEMU, found by a
+		// name of its own on its command line.
+		name := fmt.Sprintf("vfioctl-segv-%d", time.Now().UnixNano())
+		go func() {
+			for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+				for _, f := range cmdlines {
+					if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(name)) {
+						pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+						syscall.Kill(pid, syscall.SIGSEGV)
+						return
+					}
+				}
+			}
+		}()
+		res, err := boot(Spec{Kernel: "legacy", Profile: "intel", Timeout: time.Minute, QEMUArgs: []string{"-name", name},
+			Commands: []frame.Command{{Name: "hang", Argv: []string{"/bin/sleep", "3600"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if why := machineFailed(res); !strings.HasPrefix(why, "QEMU itself died of segmentation fault") {
+			t.Fatalf("QEMU killed by SIGSEGV: machineFailed = %q (err %v), want it named as QEMU's own fault", why, res.Err)
 		}
 	})
 	t.Run("guest makes no progress", func(t *testing.T) {
