@@ -134,6 +134,14 @@ func Publish(devs []*pci.Device, sel Selection, groups map[int]*pci.Group, h Hos
 			skipped[d.Address] = fmt.Sprintf("IOMMU group %d unreadable", d.IOMMUGroup)
 			continue
 		}
+		if !slices.Contains(g.Devices, d.Address) {
+			// devs and groups are read one after the other, and a group
+			// that changed in between (under virtio-iommu, groups come
+			// and go as devices change drivers) may no longer hold the
+			// device. The next publication reads them again.
+			skipped[d.Address] = fmt.Sprintf("IOMMU group %d no longer holds it (the groups changed while they were read)", d.IOMMUGroup)
+			continue
+		}
 		var members []*pci.Device
 		var unpicked []string
 		for _, a := range g.Devices {
