@@ -209,13 +209,13 @@ func TestPublish(t *testing.T) {
 	}
 	// Groups read after the devices and changed in between (a panic here
 	// once under virtio-iommu while TestDRA rebinds devices): group 3 now
-	// holds another function. The device is left out, saying why, not published
-	// from an empty member list.
+	// holds another function. The device is left out, saying why, not
+	// published from an empty member list.
 	moved := maps.Clone(h.groups)
 	moved[3] = &pci.Group{ID: 3, Devices: []string{"0000:00:09.0"}}
 	pub, skipped = Publish(devs, sel, moved, h)
 	if len(pub) != 2 || !strings.Contains(skipped["0000:00:03.0"], "IOMMU group 3 no longer holds it") {
-		t.Errorf("a group renumbered between the reads: published %v, skipped %v", pub, skipped)
+		t.Errorf("a group changed between the reads: published %v, skipped %v", pub, skipped)
 	}
 	// One member of group 9 alone: the group is not published, and says why.
 	pub, skipped = Publish(devs, Selection{Addresses: []string{"0000:03:01.0"}}, h.groups, h)
