@@ -10,13 +10,9 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,56 +35,6 @@ const PPCTests = "^(TestSmokeBindEdu|TestBackendsByKernel|TestEduDMARoundtrip|Te
 	"TestTwoDevicesOneAddressSpace|TestHandoffToUnprivilegedChild|TestMapUnmapAllocs|TestCLIListMatchesSysfs|" +
 	"TestCLIEduSession|TestBindOwner|TestCDIGenerate|TestDevicePlugin.*|TestSPAPR|TestLowPower)$"
 
-// boot is one of TestVM's boots: a subtest.
-type boot struct {
-	name string
-	run  func(t *testing.T)
-}
-
-// runBoots runs boots as subtests of t, n at a time, in their order (the
-// longest first, so no long boot runs alone at the end).
-func runBoots(t *testing.T, boots []boot, n int) {
-	queue := make(chan boot)
-	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range queue {
-				t.Run(b.name, b.run)
-			}
-		}()
-	}
-	for _, b := range boots {
-		queue <- b
-	}
-	close(queue)
-	wg.Wait()
-}
-
-// parallelBoots is how many guests TestVM runs at once:
-// VFIOCTL_E2E_PARALLEL, or one per host CPU and 2 GiB available (a guest
-// has 1 GiB of RAM, and QEMU's TCG its translation buffers), at least one.
-func parallelBoots(t *testing.T) int {
-	if v := os.Getenv("VFIOCTL_E2E_PARALLEL"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("VFIOCTL_E2E_PARALLEL=%q: want a number of boots, 1 or more", v)
-		}
-		return n
-	}
-	n := runtime.NumCPU()
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			var kib int
-			if _, err := fmt.Sscanf(l, "MemAvailable: %d kB", &kib); err == nil {
-				n = min(n, kib>>21)
-			}
-		}
-	}
-	return max(n, 1)
-}
-
 func contains(l []string, s string) bool {
 	for _, x := range l {
 		if x == s {
@@ -108,7 +54,8 @@ func list(env string, def []string) []string {
 // TestVM runs its boots side by side, as many at once as parallelBoots
 // says: a guest spends much of its time waiting (on emulated devices, on
 // its tests' timeouts), and two boots on a 2-core host each take about a
-// tenth longer than alone.
+// tenth longer than alone. The kernels not yet cached are built meanwhile,
+// one after the other, each boot starting once its own is ready.
 func TestVM(t *testing.T) {
 	var boots []boot
 	var args []string
@@ -121,7 +68,7 @@ func TestVM(t *testing.T) {
 			continue // below: it boots without a vIOMMU; arm64 has its own machine
 		}
 		for _, p := range list("VFIOCTL_E2E_PROFILES", qemu.ProfileNames) {
-			boots = append(boots, boot{k + "/" + p, func(t *testing.T) {
+			boots = append(boots, boot{k + "/" + p, k, func(t *testing.T) {
 				image := hostImage(t)
 				res := qemu.Run(t, qemu.Spec{
 					Kernel:   k,
@@ -154,7 +101,7 @@ func TestVM(t *testing.T) {
 			// Mediated devices need no IOMMU: they run here too.
 			run = "^(TestNoIOMMU|TestMock.*|TestMdev.*|TestMigration.*|TestDisplay.*)$"
 		}
-		noIOMMU = append(noIOMMU, boot{k + "/noiommu", func(t *testing.T) {
+		noIOMMU = append(noIOMMU, boot{k + "/noiommu", k, func(t *testing.T) {
 			qemu.Run(t, qemu.Spec{
 				Kernel:   k,
 				Profile:  "noiommu",
@@ -177,7 +124,7 @@ func TestVM(t *testing.T) {
 		if !contains(kernels, f.kernel) {
 			continue
 		}
-		boots = append(boots, boot{f.kernel + "/" + f.profile, func(t *testing.T) {
+		boots = append(boots, boot{f.kernel + "/" + f.profile, f.kernel, func(t *testing.T) {
 			run := "-test.run=" + f.tests
 			if len(args) > 0 {
 				run = args[0]
@@ -196,7 +143,7 @@ func TestVM(t *testing.T) {
 	// virtio-iommu without the allow_unsafe_interrupts parameters: every
 	// mode must be refused, saying why.
 	boots = append(boots, noIOMMU...)
-	boots = append(boots, boot{"legacy/virtio-no-unsafe-interrupts", func(t *testing.T) {
+	boots = append(boots, boot{"legacy/virtio-no-unsafe-interrupts", "legacy", func(t *testing.T) {
 		qemu.Run(t, qemu.Spec{
 			Kernel:             "legacy",
 			Profile:            "virtio",
@@ -207,7 +154,7 @@ func TestVM(t *testing.T) {
 			Timeout:            3 * time.Minute,
 		})
 	}})
-	runBoots(t, boots, parallelBoots(t))
+	runBoots(t, boots, parallelBoots(t), buildKernels(boots, builtKernel))
 }
 
 // TestVMBenchmarks runs the guest benchmarks (legacy kernel, intel-iommu)
