@@ -660,9 +660,19 @@ func moduleOf(root, pkg string) (dir, target string) {
 	return root, pkg
 }
 
+// goBuildMu makes the guest builds of this process take turns. Boots
+// starting together (TestVM's, once their kernel is built) build the same
+// packages, and two go commands compiling the same package at once each
+// compile it: the build cache shares only what is finished. Taking turns,
+// the second finds the first's packages in the cache and only links; with
+// the cache empty (a fresh machine) that saves minutes of CPU.
+var goBuildMu sync.Mutex
+
 // goBuild runs the go command for the guest in dir: static, no cgo, for
 // the guest's GOARCH.
 func goBuild(dir, goarch string, args ...string) error {
+	goBuildMu.Lock()
+	defer goBuildMu.Unlock()
 	// go test and go run put their own toolchain first in PATH.
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
