@@ -19,20 +19,11 @@ import (
 // the guest's output. A VM that hangs, panics or never finishes fails t with
 // the tail of the console log, which is kept under ArtifactDir with the
 // guest's output (kept for passing boots too with VFIOCTL_E2E_KEEP=1).
+// A boot whose machine failed (a stalled vCPU, QEMU dying of a fault) is
+// booted once more, on the NVMe image as it was before the first.
 func Run(t *testing.T, spec Spec) *Result {
 	t.Helper()
-	res, err := Boot(context.Background(), spec)
-	if err == nil {
-		if why := machineFailed(res); why != "" {
-			// The machine failed, not a test: boot once more, saying so;
-			// the failed boot's logs stay.
-			kept := strings.TrimSuffix(res.ConsoleLog, ".console.log") + ".failed.console.log"
-			_ = os.Rename(res.ConsoleLog, kept)
-			saveResults(res, ".failed")
-			t.Logf("boot %s/%s: %s (console log %s): booting it again, once", spec.Kernel, spec.Profile, why, kept)
-			res, err = Boot(context.Background(), spec)
-		}
-	}
+	res, err := bootRetrying(spec, func(s Spec) (*Result, error) { return Boot(context.Background(), s) }, t.Logf)
 	if err != nil {
 		t.Fatalf("boot %s/%s: %v", spec.Kernel, spec.Profile, err)
 	}
