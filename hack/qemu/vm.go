@@ -594,14 +594,8 @@ func buildInitramfs(spec Spec, kernel string, manifest []string, work, dst strin
 	for _, pkg := range spec.Packages {
 		name := strings.Trim(strings.ReplaceAll(pkg, "/", "_"), "._")
 		bin := filepath.Join(work, name+".test")
-		// checkptr: every unsafe.Pointer conversion in the library and the
-		// tests is checked at run time in the guest, as -race does on the host.
 		dir, target := moduleOf(root, pkg)
-		args := []string{"test", "-c"}
-		if !spec.NoCheckptr {
-			args = append(args, "-gcflags=all=-d=checkptr")
-		}
-		if err := goBuild(dir, goarch, append(args, "-o", bin, target)...); err != nil {
+		if err := goBuild(dir, goarch, testBuildArgs(spec.NoCheckptr, bin, target)...); err != nil {
 			return err
 		}
 		if err := addFile(a, "vfioctl/"+name+".test", bin); err != nil {
@@ -658,6 +652,21 @@ func moduleOf(root, pkg string) (dir, target string) {
 		}
 	}
 	return root, pkg
+}
+
+// testBuildArgs are the go command's arguments that build the test binary
+// of pkg (in its module) into bin for the guest. With checkptr every
+// unsafe.Pointer conversion is checked at run time in the guest, as -race
+// does on the host. (Instrumenting only the project's packages, so that
+// the standard library compiled for vet could be reused, saved nothing
+// measurable: 484 s against 475 s for the amd64 and arm64 guest builds on
+// an empty cache, 2 cores.)
+func testBuildArgs(noCheckptr bool, bin, pkg string) []string {
+	args := []string{"test", "-c"}
+	if !noCheckptr {
+		args = append(args, "-gcflags=all=-d=checkptr")
+	}
+	return append(args, "-o", bin, pkg)
 }
 
 // goBuildMu makes the guest builds of this process take turns. Boots
