@@ -97,7 +97,7 @@ e2e:
 bench:
 	dpkg -s fio >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
 	hack/qemu/kernel.sh legacy bench
-	VFIOCTL_NVME_BENCH=5s $(GO) test -count=1 -timeout 30m -run '^(TestVMBenchmarks|TestVMNVMeBench)$$' -v ./tests/e2e
+	VFIOCTL_NVME_BENCH=5s VFIOCTL_BENCHCOUNT=5 $(GO) test -count=1 -timeout 30m -run '^(TestVMBenchmarks|TestVMNVMeBench)$$' -v ./tests/e2e
 
 vfioctl:
 	$(GO) build -o bin/vfioctl ./cmd/vfioctl

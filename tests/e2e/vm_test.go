@@ -168,11 +168,17 @@ func TestVMBenchmarks(t *testing.T) {
 	if benchtime == "" {
 		benchtime = "200ms"
 	}
+	// Rounds: each runs every benchmark once, so a mode's api and raw
+	// runs of one round are side by side (make bench: 5).
+	count := os.Getenv("VFIOCTL_BENCHCOUNT")
+	if count == "" {
+		count = "1"
+	}
 	res := qemu.Run(t, qemu.Spec{
 		Kernel:     "legacy",
 		Profile:    "intel",
 		Packages:   []string{"./tests/e2e/guest"},
-		TestArgs:   []string{"-test.run=^$", "-test.bench=.", "-test.benchmem", "-test.benchtime=" + benchtime},
+		TestArgs:   []string{"-test.run=^$", "-test.bench=.", "-test.benchmem", "-test.benchtime=" + benchtime, "-test.count=" + count},
 		Timeout:    8 * time.Minute,
 		NoCheckptr: true,
 	})
@@ -184,6 +190,17 @@ func TestVMBenchmarks(t *testing.T) {
 		}
 		if !strings.Contains(c.Output, "BenchmarkMap256M/one-call") {
 			t.Errorf("the benchmarks did not all run:\n%s", c.Output)
+		}
+		rows := parseBenchLines(c.Output)
+		table, err := apiVersusRaw(rows)
+		if err != nil {
+			t.Fatalf("the map+unmap benchmarks: %v", err)
+		}
+		t.Logf("%s rounds of %s each:\n%s", count, benchtime, strings.Join(table, "\n"))
+		for _, r := range rows {
+			if maxOf(r.allocs) > 0 {
+				t.Errorf("%s allocates: %v allocs/op over its rounds", r.name, r.allocs)
+			}
 		}
 	}
 }
